@@ -1,0 +1,5 @@
+"""Ports: the Protocols every adapter implements. Services depend on these only."""
+from magpie.common.ports.bus import Bus, Handler
+from magpie.common.ports.object_store import ObjectStore
+
+__all__ = ["Bus", "Handler", "ObjectStore"]

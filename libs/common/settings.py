@@ -1,0 +1,98 @@
+"""Settings for every Magpie service, read from `MAGPIE_*` environment variables."""
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BusKind(StrEnum):
+    INPROCESS = "inprocess"
+    KAFKA = "kafka"
+
+
+class ObjectStoreKind(StrEnum):
+    LOCAL = "local"
+    S3 = "s3"
+
+
+class IndexKind(StrEnum):
+    EDGE = "edge"
+    QDRANT = "qdrant"
+
+
+class AnalyticsKind(StrEnum):
+    CHDB = "chdb"
+    CLICKHOUSE = "clickhouse"
+
+
+class Settings(BaseSettings):
+    """All configuration; standalone defaults need none of it set."""
+
+    model_config = SettingsConfigDict(env_prefix="MAGPIE_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    data_dir: Path = Path("./data")
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    # Which adapter serves each port.
+    bus: BusKind = BusKind.INPROCESS
+    object_store: ObjectStoreKind = ObjectStoreKind.LOCAL
+    index: IndexKind = IndexKind.EDGE
+    analytics: AnalyticsKind = AnalyticsKind.CHDB
+    # Empty means SQLite under data_dir; a postgresql+psycopg:// URL selects PostgreSQL.
+    database_url: str = ""
+
+    # In-process bus.
+    bus_queue_size: int = Field(1000, ge=1)
+    bus_workers: int = Field(4, ge=1)
+    bus_max_retries: int = Field(3, ge=0)
+    bus_retry_backoff_s: float = Field(0.2, ge=0)
+    bus_shutdown_timeout_s: float = Field(10.0, ge=0)
+
+    # Kafka.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_partitions: int = Field(6, ge=1)
+    kafka_topic_prefix: str = "magpie."
+
+    # S3 / MinIO.
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "minioadmin"
+    s3_secret_key: SecretStr = SecretStr("minioadmin")
+    s3_bucket: str = "magpie"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+
+    # Engines of the later services.
+    qdrant_url: str = "http://127.0.0.1:6333"
+    clickhouse_url: str = "http://127.0.0.1:8123"
+
+    # Control plane bootstrap: the first owner.
+    admin_email: str = "owner@localhost"
+    admin_password: SecretStr | None = None
+    session_ttl_s: int = Field(12 * 3600, ge=60)
+
+    allow_private_image_urls: bool = False
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL of the control-plane store."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'control.sqlite3').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Object store adapters: local folder and S3/MinIO."""

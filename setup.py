@@ -1,0 +1,30 @@
+"""Maps the monorepo folders onto the single `magpie` import namespace."""
+from pathlib import Path
+
+from setuptools import setup
+
+ROOTS = {
+    "magpie": "libs/magpie",
+    "magpie.common": "libs/common",
+    "magpie.gateway": "services/gateway",
+    "magpie.ingestion": "services/ingestion",
+    "magpie.image_fetch": "services/image_fetch",
+    "magpie.embedding": "services/embedding",
+    "magpie.search": "services/search",
+    "magpie.analytics": "services/analytics",
+}
+
+
+def _packages() -> tuple[list[str], dict[str, str]]:
+    packages, package_dir = [], {}
+    for name, folder in ROOTS.items():
+        package_dir[name] = folder
+        for init in sorted(Path(folder).rglob("__init__.py")):
+            rel = init.parent.relative_to(folder)
+            packages.append(".".join([name, *rel.parts]) if rel.parts else name)
+    return packages, package_dir
+
+
+packages, package_dir = _packages()
+setup(packages=packages, package_dir=package_dir, include_package_data=True,
+      package_data={"": ["*.html", "*.js", "*.css", "*.json"]})

@@ -1,0 +1,6 @@
+"""Shared fixtures; engine fixtures live in tests/fixtures, one module per engine."""
+pytest_plugins = [
+    "tests.fixtures.kafka",
+    "tests.fixtures.s3",
+    "tests.fixtures.postgres",
+]
