@@ -1,0 +1,1 @@
+"""The control-plane store: accounts, members, applications, keys, schemas (SQLAlchemy)."""

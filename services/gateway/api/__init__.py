@@ -1,0 +1,1 @@
+"""HTTP API of the gateway: public ViSearch-compatible routes and the admin API."""

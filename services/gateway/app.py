@@ -1,0 +1,39 @@
+"""The gateway's FastAPI application factory."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from magpie.common.settings import Settings, get_settings
+from magpie.gateway import errors
+from magpie.gateway.api import admin, health, public
+from magpie.gateway.metrics import HttpMetrics, RequestMiddleware
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; adapters open in the lifespan, never at import time."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from magpie.gateway.bootstrap import container
+
+        async with container(settings) as c:
+            app.state.container = c
+            yield
+
+    app = FastAPI(
+        title="Magpie",
+        version="0.1.0",
+        summary="Self-hosted visual search for e-commerce, compatible with the ViSearch API.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = HttpMetrics()
+    app.add_middleware(RequestMiddleware, metrics=app.state.metrics)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    app.include_router(public.router)
+    return app

@@ -1,0 +1,130 @@
+"""The gateway's composition root: builds every adapter from settings, in the lifespan."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from functools import partial
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
+from magpie.common.controlplane.outbox import run_relay
+from magpie.common.events.control import ApplicationDeleted
+from magpie.common.ports import Bus, ObjectStore
+from magpie.common.settings import BusKind, ObjectStoreKind, Settings
+from magpie.gateway.controlplane.members import ensure_initial_owner
+
+log = logging.getLogger(__name__)
+
+
+def build_bus(settings: Settings) -> Bus:
+    """The bus adapter the settings name."""
+    if settings.bus is BusKind.KAFKA:
+        from magpie.common.bus.kafka import KafkaBus
+
+        return KafkaBus(
+            bootstrap=settings.kafka_bootstrap, topic_prefix=settings.kafka_topic_prefix,
+            partitions=settings.kafka_partitions, max_retries=settings.bus_max_retries,
+            retry_backoff_s=settings.bus_retry_backoff_s, client_id="magpie-gateway",
+        )
+    from magpie.common.bus.inprocess import InProcessBus
+
+    return InProcessBus(
+        queue_size=settings.bus_queue_size, workers=settings.bus_workers,
+        max_retries=settings.bus_max_retries, retry_backoff_s=settings.bus_retry_backoff_s,
+        shutdown_timeout_s=settings.bus_shutdown_timeout_s, spool_dir=settings.data_dir / "bus",
+    )
+
+
+def build_object_store(settings: Settings) -> ObjectStore:
+    """The object store adapter the settings name."""
+    if settings.object_store is ObjectStoreKind.S3:
+        from magpie.common.storage.s3 import S3ObjectStore
+
+        return S3ObjectStore(
+            endpoint=settings.s3_endpoint, access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(), bucket=settings.s3_bucket,
+            secure=settings.s3_secure, region=settings.s3_region,
+        )
+    from magpie.common.storage.local import LocalObjectStore
+
+    return LocalObjectStore(settings.data_dir / "objects")
+
+
+@dataclass
+class Container:
+    """Everything a request handler may need, opened once per process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    db: async_sessionmaker
+    bus: Bus
+    objects: ObjectStore
+    ready: bool = False
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def check(self) -> dict[str, str]:
+        """Readiness of each dependency: 'ok' or the error."""
+        result: dict[str, str] = {}
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("select 1"))
+            result["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            result["database"] = f"error: {exc.__class__.__name__}"
+        try:
+            await self.objects.exists("_ready_probe")
+            result["object_store"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            result["object_store"] = f"error: {exc.__class__.__name__}"
+        result["bus"] = "ok" if self.ready else "starting"
+        return result
+
+
+def wire_subscribers(c: Container) -> None:
+    """Subscribe the handlers this process runs (in standalone mode: all of them)."""
+    from magpie.image_fetch.handlers import on_application_deleted
+
+    c.bus.subscribe(ApplicationDeleted, "image-fetch", partial(on_application_deleted, objects=c.objects))
+
+
+async def open_control_plane(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker]:
+    """Open the store and create missing tables (also used by the CLI)."""
+    engine = make_engine(settings.resolved_database_url)
+    await create_schema(engine)
+    return engine, make_sessionmaker(engine)
+
+
+@contextlib.asynccontextmanager
+async def container(settings: Settings) -> AsyncIterator[Container]:
+    """Open every adapter, start the bus and the outbox relay; close all on exit."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine, db = await open_control_plane(settings)
+    password = await ensure_initial_owner(
+        db, settings.admin_email,
+        settings.admin_password.get_secret_value() if settings.admin_password else None,
+    )
+    if password:
+        # Printed once, on the console only: it is not stored anywhere in clear.
+        print(f"\n  Magpie initial owner: {settings.admin_email}  password: {password}\n", flush=True)
+    c = Container(settings=settings, engine=engine, db=db, bus=build_bus(settings),
+                  objects=build_object_store(settings))
+    await c.objects.start()
+    wire_subscribers(c)
+    await c.bus.start()
+    c.ready = True
+    stop = asyncio.Event()
+    c._tasks.append(asyncio.create_task(run_relay(db, c.bus, stop), name="outbox-relay"))
+    try:
+        yield c
+    finally:
+        c.ready = False
+        stop.set()
+        await asyncio.gather(*c._tasks, return_exceptions=True)
+        await c.bus.stop()
+        await c.objects.stop()
+        await engine.dispose()
