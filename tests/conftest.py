@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.s3",
     "tests.fixtures.postgres",
+    "tests.fixtures.server",
 ]

@@ -79,11 +79,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            return render(request, NotFound(f"No route {request.url.path}."))
-        err = InvalidRequest(str(exc.detail))
-        err.http_status = exc.status_code  # type: ignore[misc] - keep e.g. 405 as is
-        return render(request, err)
+        # No route or wrong verb: there is no ViSearch method to answer for, so the HTTP
+        # status stays what it is (404, 405) in every family.
+        err = NotFound(f"No route {request.url.path}.") if exc.status_code == 404 else InvalidRequest(str(exc.detail))
+        response = render(request, err)
+        response.status_code = exc.status_code
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

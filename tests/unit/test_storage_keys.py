@@ -18,8 +18,8 @@ pytestmark = pytest.mark.unit
         "a b/ç/日本.png",
         ".hidden/file",
         "a..b/c...d",
-        "x" * 1024,
         "/".join(["y" * 255] * 4),
+        "/".join(["y" * 255] * 3 + ["y" * 254, "z"]),  # exactly 1024 bytes
     ],
 )
 def test_valid_keys_pass_unchanged(key: str) -> None:
@@ -42,9 +42,10 @@ def test_valid_keys_pass_unchanged(key: str) -> None:
         "a\x00b",
         "a\nb",
         "a\x7fb",
-        "x" * 1025,
-        "é" * 513,  # 1026 bytes in UTF-8 though only 513 characters
+        "/".join(["y" * 255] * 3 + ["y" * 255, "z"]),  # 1025 bytes
+        "/".join(["é" * 100] * 5 + ["é" * 10]),  # 1025 bytes in UTF-8, 515 characters
         "a/" + "y" * 256,
+        "x" * 1024,  # one segment, too long for a file name
         "bad\ud800surrogate",
         None,
         b"bytes/key",

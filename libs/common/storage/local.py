@@ -42,7 +42,9 @@ class LocalObjectStore:
     async def stop(self) -> None:
         """Nothing to release: every call opens and closes its own files."""
 
-    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    async def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
         """Store `data` under `key` atomically, replacing what was there."""
         path = self._path(key)
         await asyncio.to_thread(self._put, key, path, bytes(data))
@@ -164,7 +166,9 @@ class LocalObjectStore:
         start = self.root / base if base else self.root
         yield from self._scan(start, f"{base}/" if base else "", prefix)
 
-    def _scan(self, folder: Path, key_prefix: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    def _scan(
+        self, folder: Path, key_prefix: str, prefix: str
+    ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         try:
             entries = list(os.scandir(folder))
         except (FileNotFoundError, NotADirectoryError):

@@ -17,6 +17,7 @@ from magpie.common.errors import NotFound, Unavailable
 from magpie.common.storage.keys import validate_key, validate_prefix
 
 if TYPE_CHECKING:
+    import urllib3
     from minio import Minio
 
     from magpie.common.settings import Settings
@@ -54,6 +55,7 @@ class S3ObjectStore:
         self._read_timeout_s = read_timeout_s
         self._retries = retries
         self._client: Minio | None = None
+        self._http: urllib3.PoolManager | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3ObjectStore:
@@ -74,11 +76,13 @@ class S3ObjectStore:
 
     async def stop(self) -> None:
         """Close the client's pooled connections."""
-        client, self._client = self._client, None
-        if client is not None:
-            client._http.clear()  # minio exposes no close(); its pool is this attribute
+        http, self._http, self._client = self._http, None, None
+        if http is not None:
+            http.clear()  # minio has no close(): the pool we gave it is what holds sockets
 
-    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    async def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
         """Store `data` under `key`, replacing what was there."""
         validate_key(key)
         data = bytes(data)
@@ -138,7 +142,7 @@ class S3ObjectStore:
 
         # minio's default pool retries a refused connection for seconds with 5-minute
         # timeouts; a dependency that is down should surface as Unavailable quickly.
-        http = urllib3.PoolManager(
+        self._http = http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=self._connect_timeout_s, read=self._read_timeout_s),
             maxsize=10,
             cert_reqs="CERT_REQUIRED",
@@ -177,7 +181,9 @@ class S3ObjectStore:
             response.release_conn()
 
     def _objects(self, client: Minio, prefix: str) -> list[tuple[str, int]]:
-        objects = client.list_objects(bucket_name=self.bucket, prefix=prefix or None, recursive=True)
+        objects = client.list_objects(
+            bucket_name=self.bucket, prefix=prefix or None, recursive=True
+        )
         return [(o.object_name, o.size or 0) for o in objects if not o.is_dir]
 
     def _delete_prefix(self, client: Minio, prefix: str) -> int:

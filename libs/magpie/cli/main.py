@@ -47,3 +47,7 @@ def export_schemas(out: str = typer.Option("schemas", help="Target folder.")) ->
 
     for path in write_schemas(Path(out)):
         typer.echo(path)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,37 @@
+"""Settings: defaults need nothing, MAGPIE_* variables override."""
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from magpie.common.settings import BusKind, Settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_standalone_defaults(monkeypatch):
+    for key in ("MAGPIE_HOST", "MAGPIE_PORT", "MAGPIE_DATA_DIR", "MAGPIE_BUS", "MAGPIE_DATABASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    s = Settings(_env_file=None)
+    assert (s.host, s.port, s.data_dir) == ("127.0.0.1", 8080, Path("data"))
+    assert s.bus is BusKind.INPROCESS
+    assert s.resolved_database_url.startswith("sqlite+aiosqlite:///")
+    assert s.resolved_database_url.endswith("data/control.sqlite3")
+    assert s.allow_private_image_urls is False
+
+
+def test_environment_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("MAGPIE_PORT", "9001")
+    monkeypatch.setenv("MAGPIE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MAGPIE_BUS", "kafka")
+    monkeypatch.setenv("MAGPIE_DATABASE_URL", "postgresql+psycopg://u@db/magpie")
+    s = Settings(_env_file=None)
+    assert s.port == 9001 and s.data_dir == tmp_path and s.bus is BusKind.KAFKA
+    assert s.resolved_database_url == "postgresql+psycopg://u@db/magpie"
+
+
+@pytest.mark.parametrize(("key", "value"), [("MAGPIE_PORT", "0"), ("MAGPIE_PORT", "x"), ("MAGPIE_BUS", "rabbit")])
+def test_bad_values_are_refused(monkeypatch, key, value):
+    monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
