@@ -159,16 +159,17 @@ class InProcessBus:
     async def publish(self, event: Event, *, key: str | None = None) -> None:
         """Queue `event` for every group subscribed to its topic; waits while a queue is full."""
         key = key if key is not None else event.key()
-        subs = [s for s in self._subs.values() if s.topic == event.topic]
-        if self._state is _State.STOPPING:
-            # Handlers still draining may publish follow-ups: keep them for the spool rather
-            # than fail the handler or start new work.
-            self._late.extend(_Pending(s.group, key, event) for s in subs)
-            return
-        if self._state is not _State.RUNNING:
+        if self._state not in (_State.RUNNING, _State.STOPPING):
             raise Unavailable("the in-process bus is not running")
-        for sub in subs:
-            await sub.queues[_shard(key, sub.workers)].put(_Pending(sub.group, key, event))
+        for sub in [s for s in self._subs.values() if s.topic == event.topic]:
+            pending = _Pending(sub.group, key, event)
+            if self._state is _State.RUNNING:
+                await sub.queues[_shard(key, sub.workers)].put(pending)
+            else:
+                # Stopping: handlers still draining may publish follow-ups, and a publisher
+                # may have been waiting on a full queue. Keep their events for the spool
+                # rather than fail them or start new work.
+                self._late.append(pending)
 
     async def stop(self) -> None:
         """Refuse new events, drain within the timeout, spool the rest, stop the workers."""
@@ -239,20 +240,25 @@ class InProcessBus:
         )
 
     async def _halt_workers(self) -> list[_Pending]:
-        """Cancel the workers; return what they held or queued, in per-shard order."""
-        leftovers: list[_Pending] = []
-        for sub in self._subs.values():
-            # Read the in-flight events before cancelling: the worker clears its slot as it
-            # unwinds. An interrupted event is delivered again later (handlers are idempotent).
-            held = list(sub.inflight)
-            for task in sub.tasks:
-                task.cancel()
-            await asyncio.gather(*sub.tasks, return_exceptions=True)
-            for index, queue in enumerate(sub.queues):
-                if held[index] is not None:
-                    leftovers.append(held[index])
-                while not queue.empty():
-                    leftovers.append(queue.get_nowait())
+        """Cancel the workers; return what they held, then what was queued (key order kept)."""
+        subs = list(self._subs.values())
+        # Read the in-flight events before cancelling: a worker clears its slot as it unwinds.
+        # An interrupted event is delivered again later (handlers are idempotent).
+        leftovers = [p for sub in subs for p in sub.inflight if p is not None]
+        tasks = [task for sub in subs for task in sub.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        queues = [q for sub in subs for q in sub.queues]
+        while True:
+            # Emptying a full queue wakes publishers blocked on it, and they put once more:
+            # let them run, and go again until nothing new arrives.
+            await asyncio.sleep(0)
+            batch = [q.get_nowait() for q in queues for _ in range(q.qsize())]
+            if not batch:
+                break
+            leftovers.extend(batch)
+        for sub in subs:
             sub.tasks = []
         return leftovers
 
