@@ -1,0 +1,72 @@
+"""The vector index port: one collection per application, vectors plus typed payload."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from magpie.common.events.control import FieldSpec
+from magpie.common.filters import Filter
+
+
+@dataclass
+class IndexPoint:
+    """One indexed item: its vector and its payload (schema fields plus system fields)."""
+
+    im_name: str
+    vector: list[float]
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    """A search result: the item, its similarity (higher is closer) and its payload."""
+
+    im_name: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class VectorIndex(Protocol):
+    """Stores and searches vectors per application.
+
+    Point ids are derived from `im_name` (uuid5), so upserts and deletes are idempotent.
+    Payload keys are the schema's field names plus `im_name`; fields whose spec is searchable
+    get a payload index of their type (keyword, integer, float, full-text).
+    """
+
+    async def start(self) -> None:
+        """Open the engine or client."""
+
+    async def stop(self) -> None:
+        """Flush and close."""
+
+    async def ensure_collection(self, app_id: str, dim: int, fields: Sequence[FieldSpec]) -> None:
+        """Create the application's collection if missing and (re)build its payload indexes."""
+
+    async def upsert(self, app_id: str, points: Sequence[IndexPoint]) -> None:
+        """Insert or replace points."""
+
+    async def set_payload(self, app_id: str, im_name: str, payload: dict[str, Any]) -> bool:
+        """Merge `payload` into an existing point; False when the point does not exist."""
+
+    async def delete(self, app_id: str, im_names: Sequence[str]) -> None:
+        """Remove points; missing ones are ignored."""
+
+    async def delete_payload_keys(self, app_id: str, keys: Sequence[str]) -> None:
+        """Remove payload keys from every point (a schema field was removed)."""
+
+    async def drop(self, app_id: str) -> None:
+        """Delete the application's whole collection; a missing one is ignored."""
+
+    async def get(self, app_id: str, im_name: str) -> IndexPoint | None:
+        """One point with its vector, or None."""
+
+    async def search(
+        self, app_id: str, vector: Sequence[float], *, limit: int, offset: int = 0,
+        filter: Filter = (), exclude: Sequence[str] = (),
+    ) -> list[Hit]:
+        """The nearest points (cosine), best first, that satisfy every filter condition."""
+
+    async def count(self, app_id: str, filter: Filter = ()) -> int:
+        """How many points satisfy the filter."""
