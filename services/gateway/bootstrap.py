@@ -13,10 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
 from magpie.common.controlplane.outbox import run_relay
+from magpie.common.controlplane.schema_provider import SchemaProvider
 from magpie.common.events.control import ApplicationDeleted
+from magpie.common.events.ingest import ItemStatus
 from magpie.common.ports import Bus, ObjectStore
 from magpie.common.settings import BusKind, ObjectStoreKind, Settings
 from magpie.gateway.controlplane.members import ensure_initial_owner
+from magpie.ingestion.service import IngestDeps, replay_pending
+from magpie.ingestion.store import IngestStore, create_tables
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ class Container:
     db: async_sessionmaker
     bus: Bus
     objects: ObjectStore
+    schemas: SchemaProvider
+    ingest: IngestDeps
     ready: bool = False
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -88,14 +94,18 @@ class Container:
 def wire_subscribers(c: Container) -> None:
     """Subscribe the handlers this process runs (in standalone mode: all of them)."""
     from magpie.image_fetch.handlers import on_application_deleted
+    from magpie.ingestion import handlers as ingestion
 
     c.bus.subscribe(ApplicationDeleted, "image-fetch", partial(on_application_deleted, objects=c.objects))
+    c.bus.subscribe(ApplicationDeleted, "ingestion", partial(ingestion.on_application_deleted, store=c.ingest.store))
+    c.bus.subscribe(ItemStatus, "ingestion", partial(ingestion.on_item_status, store=c.ingest.store))
 
 
 async def open_control_plane(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker]:
     """Open the store and create missing tables (also used by the CLI)."""
     engine = make_engine(settings.resolved_database_url)
     await create_schema(engine)
+    await create_tables(engine)
     return engine, make_sessionmaker(engine)
 
 
@@ -111,11 +121,16 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     if password:
         # Printed once, on the console only: it is not stored anywhere in clear.
         print(f"\n  Magpie initial owner: {settings.admin_email}  password: {password}\n", flush=True)
-    c = Container(settings=settings, engine=engine, db=db, bus=build_bus(settings),
-                  objects=build_object_store(settings))
+    bus = build_bus(settings)
+    schemas = SchemaProvider(db)
+    c = Container(settings=settings, engine=engine, db=db, bus=bus, objects=build_object_store(settings),
+                  schemas=schemas, ingest=IngestDeps(store=IngestStore(db), bus=bus, schemas=schemas))
     await c.objects.start()
     wire_subscribers(c)
     await c.bus.start()
+    replayed = await replay_pending(c.ingest)
+    if replayed:
+        log.info("replayed %d unfinished items from before the last stop", replayed)
     c.ready = True
     stop = asyncio.Event()
     c._tasks.append(asyncio.create_task(run_relay(db, c.bus, stop), name="outbox-relay"))

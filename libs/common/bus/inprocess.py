@@ -87,6 +87,34 @@ class _Subscription:
         return self.handlers[_shard(key, len(self.handlers))]
 
 
+async def deliver_with_retries(
+    handler: Handler[Any], event: Event, *, max_retries: int, backoff_s: float, where: str
+) -> str | None:
+    """Run `handler` on `event` with the retry policy; None on success, else the dead-letter reason.
+
+    Shared by both bus adapters so they retry the same way: a retryable `MagpieError` or any
+    unexpected exception is tried again after `backoff_s * 2**n`; a non-retryable
+    `MagpieError` is not, since the same input would fail the same way.
+    """
+    tries = max_retries + 1
+    for attempt in range(1, tries + 1):
+        try:
+            await handler(event)
+            return None
+        except MagpieError as exc:
+            if not exc.retryable:
+                return f"{type(exc).__name__}: {exc}"
+            error: Exception = exc
+        except Exception as exc:
+            error = exc
+        if attempt < tries:
+            delay = min(backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
+            log.warning("handler failed on %s (try %d of %d), retrying in %.2fs: %r",
+                        where, attempt, tries, delay, error)
+            await asyncio.sleep(delay)
+    return f"{type(error).__name__}: {error} (after {tries} tries)"
+
+
 class InProcessBus:
     """The `Bus` port inside one process: per-subscription bounded queues and worker tasks.
 
@@ -210,28 +238,12 @@ class InProcessBus:
                 queue.task_done()
 
     async def _deliver(self, sub: _Subscription, pending: _Pending) -> None:
-        handler = sub.handler_for(pending.key)
-        tries = self._max_retries + 1
-        for attempt in range(1, tries + 1):
-            try:
-                await handler(pending.event)
-                return
-            except MagpieError as exc:
-                if not exc.retryable:
-                    self._dead_letter(sub, pending.event, f"{type(exc).__name__}: {exc}")
-                    return
-                error: Exception = exc
-            except Exception as exc:  # an unexpected failure may be transient: retry it too
-                error = exc
-            if attempt < tries:
-                delay = min(self._backoff * 2 ** (attempt - 1), MAX_BACKOFF_S)
-                log.warning(
-                    "handler failed on %s/%s (try %d of %d), retrying in %.2fs: %r",
-                    sub.topic, sub.group, attempt, tries, delay, error,
-                )
-                await asyncio.sleep(delay)
-        reason = f"{type(error).__name__}: {error} (after {tries} tries)"
-        self._dead_letter(sub, pending.event, reason)
+        reason = await deliver_with_retries(
+            sub.handler_for(pending.key), pending.event, max_retries=self._max_retries,
+            backoff_s=self._backoff, where=f"{sub.topic}/{sub.group}",
+        )
+        if reason is not None:
+            self._dead_letter(sub, pending.event, reason)
 
     def _dead_letter(self, sub: _Subscription, event: Event, reason: str) -> None:
         self.dead_letters.append(DeadLetter(sub.topic, sub.group, event, reason))

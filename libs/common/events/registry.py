@@ -3,9 +3,14 @@ from __future__ import annotations
 
 from magpie.common.events.base import Event
 from magpie.common.events.control import ApplicationCreated, ApplicationDeleted, SchemaChanged
+from magpie.common.events.ingest import ImageReady, ItemAccepted, ItemEmbedded, ItemStatus
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.topic: cls for cls in (ApplicationCreated, ApplicationDeleted, SchemaChanged)
+    cls.topic: cls
+    for cls in (
+        ApplicationCreated, ApplicationDeleted, SchemaChanged,
+        ItemAccepted, ImageReady, ItemEmbedded, ItemStatus,
+    )
 }
 
 

@@ -1,0 +1,215 @@
+"""The distributed bus: Kafka through FastStream's KafkaBroker, at-least-once.
+
+One FastStream subscriber (one aiokafka consumer) per subscription, in consumer group
+`group`; it handles one record at a time and commits only once the handler succeeded or the
+record went to the dead-letter topic `<prefix><topic>.<group>.dlq`. A consumer that dies
+before committing leaves the record to the next member of the group.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.schemas import Topic
+from pydantic import ValidationError
+
+from magpie.common.bus.inprocess import deliver_with_retries
+from magpie.common.errors import Unavailable
+from magpie.common.events.base import Event
+
+if TYPE_CHECKING:
+    from faststream.kafka.subscriber.usecase import LogicSubscriber
+
+    from magpie.common.ports.bus import Handler
+    from magpie.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TYPE_HEADER = "magpie-event-type"
+VERSION_HEADER = "magpie-event-version"
+REASON_HEADER = "magpie-dlq-reason"
+SOURCE_HEADER = "magpie-dlq-source"
+_TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+
+
+class KafkaBus:
+    """The `Bus` port over Kafka: keyed JSON records, consumer groups, commit after success."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        topic_prefix: str = "magpie.",
+        partitions: int = 6,
+        max_retries: int = 3,
+        retry_backoff_s: float = 0.2,
+        client_id: str = "magpie",
+        replication_factor: int = 1,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        graceful_timeout_s: float = 15.0,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._prefix = topic_prefix
+        self._partitions = partitions
+        self._replication = replication_factor
+        self._max_retries = max_retries
+        self._backoff = retry_backoff_s
+        self._client_id = client_id
+        # The session timeout is also how long a dead member holds its partitions, and how
+        # long a joining member waits for the group to settle: tests want it short.
+        self._consumer_options = {
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+        }
+        self._broker = KafkaBroker(
+            bootstrap, client_id=client_id, graceful_timeout=graceful_timeout_s,
+            logger=log, log_level=logging.DEBUG,  # one line per record is debug, not info
+        )
+        self._subs: list[tuple[str, str, LogicSubscriber[Any]]] = []
+        self._admin: AIOKafkaAdminClient | None = None
+        self._known_topics: set[str] = set()
+        self._topics_lock = asyncio.Lock()
+        self._running = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client_id: str = "magpie") -> KafkaBus:
+        """A bus configured from the `kafka_*` and `bus_*` retry settings."""
+        return cls(
+            settings.kafka_bootstrap, topic_prefix=settings.kafka_topic_prefix,
+            partitions=settings.kafka_partitions, max_retries=settings.bus_max_retries,
+            retry_backoff_s=settings.bus_retry_backoff_s, client_id=client_id,
+            graceful_timeout_s=settings.bus_shutdown_timeout_s,
+        )
+
+    def topic_name(self, topic: str) -> str:
+        """The Kafka topic that carries the event topic `topic`."""
+        return self._prefix + topic
+
+    def dead_letter_topic(self, topic: str, group: str) -> str:
+        """Where `group` puts the `topic` events it gave up on."""
+        return f"{self._prefix}{topic}.{group}.dlq"
+
+    # --- the port -----------------------------------------------------------------------
+    def subscribe(self, event_type: type[Event], group: str, handler: Handler[Any]) -> None:
+        """Consume `event_type` in consumer group `group`; each call adds one group member."""
+        if self._running:
+            raise RuntimeError("KafkaBus.subscribe must be called before start()")
+        topic = self.topic_name(event_type.topic)
+        # declare=False: FastStream would create the topic with one partition; start() creates
+        # it with the configured count instead.
+        subscriber = self._broker.subscriber(
+            Topic(topic, declare=False), group_id=group, auto_offset_reset="earliest",
+            # On an exception the record is sought back and tried again, never committed.
+            # The consumer below catches handler failures itself, so this only happens when the
+            # dead-letter publish fails.
+            ack_policy=AckPolicy.NACK_ON_ERROR, **self._consumer_options,
+        )
+        subscriber(self._consumer(event_type, group, handler))
+        self._subs.append((event_type.topic, group, subscriber))
+
+    async def start(self) -> None:
+        """Create missing topics, connect the producer, then start every consumer."""
+        if self._running:
+            return
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-admin"
+        )
+        await self._admin.start()
+        names = [self.topic_name(t) for t, _, _ in self._subs]
+        names += [self.dead_letter_topic(t, g) for t, g, _ in self._subs]
+        await self._ensure_topics(names)
+        await self._broker.connect()
+        # Running before the consumers start: their handlers may publish right away.
+        self._running = True
+        await self._broker.start()
+
+    async def publish(self, event: Event, *, key: str | None = None) -> None:
+        """Send `event` keyed by `key` (default `event.key()`), once the broker has it."""
+        if not self._running:
+            raise Unavailable("the Kafka bus is not running")
+        topic = self.topic_name(event.topic)
+        await self._ensure_topics([topic])
+        await self._broker.publish(
+            event.model_dump_json().encode(), topic,
+            key=(key if key is not None else event.key()).encode(),
+            headers={TYPE_HEADER: event.topic, VERSION_HEADER: str(getattr(event, "version", ""))},
+        )
+
+    async def stop(self) -> None:
+        """Let in-flight handlers finish (up to the graceful timeout), leave the groups, close."""
+        if not self._running:
+            return
+        try:
+            # FastStream stops the subscribers first (waiting for their handlers, which may
+            # still publish), then the producer.
+            await self._broker.stop()
+        finally:
+            self._running = False
+            if self._admin is not None:
+                await self._admin.close()
+                self._admin = None
+
+    def assigned_partitions(self) -> dict[tuple[str, str], set[int]]:
+        """Partitions each subscription holds now, by (event topic, group): for readiness."""
+        held: dict[tuple[str, str], set[int]] = {}
+        for topic, group, subscriber in self._subs:
+            consumer = subscriber.consumer
+            parts = {tp.partition for tp in consumer.assignment()} if consumer else set()
+            held.setdefault((topic, group), set()).update(parts)
+        return held
+
+    # --- consuming ----------------------------------------------------------------------
+    def _consumer(self, event_type: type[Event], group: str, handler: Handler[Any]):
+        dlq = self.dead_letter_topic(event_type.topic, group)
+        where = f"{event_type.topic}/{group}"
+
+        async def consume(message: KafkaMessage) -> None:
+            # Returning means "done": FastStream then commits. Records are handled one at a
+            # time per consumer, so the commit never passes a record that is not done.
+            record = message.raw_message
+            try:
+                event = event_type.model_validate_json(message.body)
+            except ValidationError as exc:
+                await self._dead_letter(dlq, record, f"undecodable {event_type.__name__}: {exc}")
+                return
+            reason = await deliver_with_retries(
+                handler, event, max_retries=self._max_retries, backoff_s=self._backoff,
+                where=where,
+            )
+            if reason is not None:
+                await self._dead_letter(dlq, record, reason)
+
+        consume.__name__ = f"consume_{event_type.topic}_{group}".replace(".", "_")
+        return consume
+
+    async def _dead_letter(self, dlq: str, record: Any, reason: str) -> None:
+        headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+        headers = {k: v for k, v in headers.items() if k in (TYPE_HEADER, VERSION_HEADER)}
+        headers[REASON_HEADER] = reason[:2000]  # headers travel with every fetch: keep it short
+        headers[SOURCE_HEADER] = f"{record.topic}/{record.partition}/{record.offset}"
+        await self._broker.publish(record.value, dlq, key=record.key, headers=headers)
+        log.error("dead letter %s -> %s: %s", headers[SOURCE_HEADER], dlq, reason)
+
+    # --- topics -------------------------------------------------------------------------
+    async def _ensure_topics(self, names: list[str]) -> None:
+        """Create the topics this process has not seen yet, with `partitions` partitions."""
+        missing = [n for n in dict.fromkeys(names) if n not in self._known_topics]
+        if not missing:
+            return
+        async with self._topics_lock:
+            missing = [n for n in missing if n not in self._known_topics]
+            if not missing or self._admin is None:
+                return
+            response = await self._admin.create_topics(
+                [NewTopic(n, self._partitions, self._replication) for n in missing]
+            )
+            for name, code, *rest in response.topic_errors:
+                if code not in (0, _TOPIC_EXISTS):
+                    raise Unavailable(f"cannot create Kafka topic {name}: error {code} {rest}")
+                self._known_topics.add(name)

@@ -1,0 +1,99 @@
+"""Ingestion use cases over a real SQLite store: transactions, statuses, replay."""
+import pytest
+
+from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
+from magpie.common.controlplane.schema_provider import SchemaProvider
+from magpie.common.errors import TransactionNotFound
+from magpie.common.events.ingest import ItemOp, ItemStatus
+from magpie.gateway.api.schemas import AppIn, FieldIn
+from magpie.gateway.controlplane import apps, members, schema
+from magpie.ingestion import service
+from magpie.ingestion.service import IngestDeps
+from magpie.ingestion.store import IngestStore, create_tables
+
+pytestmark = pytest.mark.integration
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    async def publish(self, event, *, key=None):
+        self.events.append(event)
+
+
+@pytest.fixture
+async def ctx(tmp_path):
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite3'}")
+    await create_schema(engine)
+    await create_tables(engine)
+    db = make_sessionmaker(engine)
+    await members.ensure_initial_owner(db, "o@example.com", "password123")
+    app = await apps.create_app(db, 1, AppIn(name="Shop"))
+    await schema.set_schema(db, 1, app.app_id, [FieldIn(name="price", type="float", searchable=True)])
+    deps = IngestDeps(store=IngestStore(db), bus=Recorder(), schemas=SchemaProvider(db))
+    yield deps, app.app_id
+    await engine.dispose()
+
+
+def _ok(e, ok=True, code=None):
+    return ItemStatus(app_id=e.app_id, trans_id=e.trans_id, im_name=e.im_name, op=e.op, stage="search",
+                      ok=ok, error_code=code, error_message=None if ok else "Could not download the image from im_url.")
+
+
+async def test_insert_reports_bad_items_and_publishes_good_ones(ctx):
+    deps, app_id = ctx
+    result = await service.insert(deps, app_id, [
+        (0, {"im_name": "a", "im_url": "http://x/a.jpg", "price": "1.5"}),
+        (1, {"im_name": "b", "im_url": "http://x/b.jpg", "price": "free"}),
+        (2, {"im_name": "c"}),
+    ])
+    assert result.total == 1 and [(e.index, e.error.code) for e in result.errors] == [(1, 109), (2, 108)]
+    [event] = deps.bus.events
+    assert (event.op, event.fields, event.trans_id) == (ItemOp.UPSERT, {"price": 1.5}, result.trans_id)
+    st = await deps.store.status(app_id, result.trans_id)
+    assert (st.total, st.success_count, st.fail_count, st.processed_percent) == (1, 0, 0, 0)
+
+
+async def test_statuses_count_once_and_finish_the_transaction(ctx):
+    deps, app_id = ctx
+    result = await service.insert(deps, app_id, [(i, {"im_name": f"i{i}", "im_url": f"http://x/{i}.jpg"})
+                                                 for i in range(4)])
+    a, b, c, d = deps.bus.events
+    for event in (a, b, c):
+        assert await deps.store.record(_ok(event))
+    assert not await deps.store.record(_ok(a))  # a redelivered status changes nothing
+    await deps.store.record(_ok(d, ok=False, code=201))
+    st = await deps.store.status(app_id, result.trans_id, error_page=1, error_limit=10)
+    assert (st.success_count, st.fail_count, st.processed_percent) == (3, 1, 100)
+    assert [(e.im_name, e.error_code) for e in st.errors] == [("i3", 201)]
+    # i3 was new and failed: it is not in the catalog, the others are.
+    assert await deps.store.existing(app_id, ["i0", "i3"]) == {"i0"}
+
+
+async def test_metadata_update_needs_an_existing_item_and_remove_reports_unknown(ctx):
+    deps, app_id = ctx
+    await service.insert(deps, app_id, [(0, {"im_name": "a", "im_url": "http://x/a.jpg"})])
+    await deps.store.record(_ok(deps.bus.events[-1]))
+    upd = await service.insert(deps, app_id, [(0, {"im_name": "a", "price": "9"})])
+    assert upd.total == 1 and deps.bus.events[-1].op is ItemOp.METADATA
+    gone = await service.remove(deps, app_id, [(0, "a"), (1, "nope")])
+    assert gone.total == 1 and [(e.im_name, e.error.code) for e in gone.errors] == [("nope", 102)]
+    assert deps.bus.events[-1].op is ItemOp.REMOVE
+    assert await deps.store.existing(app_id, ["a"]) == set()
+
+
+async def test_replay_publishes_only_unfinished_items(ctx):
+    deps, app_id = ctx
+    await service.insert(deps, app_id, [(i, {"im_name": f"i{i}", "im_url": f"http://x/{i}.jpg"}) for i in range(3)])
+    await deps.store.record(_ok(deps.bus.events[0]))
+    deps.bus.events.clear()
+    assert await service.replay_pending(deps) == 2
+    assert sorted(e.im_name for e in deps.bus.events) == ["i1", "i2"]
+
+
+async def test_status_of_another_application_is_not_found(ctx):
+    deps, app_id = ctx
+    result = await service.insert(deps, app_id, [(0, {"im_name": "a", "im_url": "http://x/a.jpg"})])
+    with pytest.raises(TransactionNotFound):
+        await deps.store.status("app_other", result.trans_id)
