@@ -49,8 +49,10 @@ class Settings(BaseSettings):
     database_url: str = ""
 
     # In-process bus.
-    bus_queue_size: int = Field(1000, ge=1)
-    bus_workers: int = Field(4, ge=1)
+    # Workers per subscription: image downloads and embedding batches need many items in
+    # flight at once, and an idle asyncio worker costs next to nothing.
+    bus_queue_size: int = Field(256, ge=1)
+    bus_workers: int = Field(32, ge=1)
     bus_max_retries: int = Field(3, ge=0)
     bus_retry_backoff_s: float = Field(0.2, ge=0)
     bus_shutdown_timeout_s: float = Field(10.0, ge=0)
@@ -77,7 +79,25 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
     session_ttl_s: int = Field(12 * 3600, ge=60)
 
+    # Image download and checks.
     allow_private_image_urls: bool = False
+    image_fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    image_fetch_connect_timeout_s: float = Field(5.0, gt=0)
+    image_fetch_read_timeout_s: float = Field(15.0, gt=0)
+    image_fetch_total_timeout_s: float = Field(30.0, gt=0)
+    image_fetch_max_redirects: int = Field(5, ge=0)
+    image_fetch_retries: int = Field(2, ge=0)
+    image_fetch_backoff_s: float = Field(0.5, ge=0)
+    image_fetch_global_concurrency: int = Field(64, ge=1)
+    image_fetch_per_host_concurrency: int = Field(8, ge=1)
+    image_min_side: int = Field(32, ge=1)
+
+    # Embedding: the default model, optional per-image-type overrides (a model name, or
+    # `st:<sentence-transformers model or folder>`), batching.
+    embedding_model: str = "efficientnet-lite0"
+    embedding_models: dict[str, str] = {}
+    embedding_batch_size: int = Field(32, ge=1)
+    embedding_batch_wait_s: float = Field(0.02, ge=0)
 
     @field_validator("data_dir")
     @classmethod

@@ -93,7 +93,9 @@ def check_ip(ip: str | IPAddress, *, allow_private: bool, allowed: Sequence[IPNe
     if kind is None or any(address.version == n.version and address in n for n in allowed):
         return
     article = "an" if kind[0] in "aeiou" else "a"
-    raise DownloadFailed(f"{subject} {article} {kind} address {address}")
+    embedded = _embedded_ipv4(address)
+    shown = f"{address} ({embedded})" if embedded is not None else str(address)
+    raise DownloadFailed(f"{subject} {article} {kind} address {shown}")
 
 
 def check_url(url: str, allow_private: bool, *, allowed: Sequence[IPNetwork] = ()) -> Target:
@@ -137,7 +139,8 @@ async def resolve_checked(host: str, port: int, *, allow_private: bool,
     except socket.gaierror as exc:
         if exc.errno == socket.EAI_AGAIN:
             raise
-        raise DownloadFailed(f"im_url host '{host}' could not be resolved ({exc.strerror})") from None
+        reason = exc.strerror or str(exc)
+        raise DownloadFailed(f"im_url host '{host}' could not be resolved ({reason})") from None
     addresses: list[str] = []
     for _family, _type, _proto, _canon, sockaddr in infos:
         if str(sockaddr[0]) not in addresses:

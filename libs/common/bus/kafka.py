@@ -8,10 +8,12 @@ before committing leaves the record to the next member of the group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -101,10 +103,13 @@ class KafkaBus:
         if self._running:
             raise RuntimeError("KafkaBus.subscribe must be called before start()")
         topic = self.topic_name(event_type.topic)
-        # declare=False: FastStream would create the topic with one partition; start() creates
-        # it with the configured count instead.
+        # declare=False: FastStream only creates the topics it subscribes to, and this bus also
+        # needs publish-only and dead-letter topics, so start() creates them all, one way
+        # (aiokafka's admin client directly), with the configured partition count.
         subscriber = self._broker.subscriber(
-            Topic(topic, declare=False), group_id=group, auto_offset_reset="earliest",
+            Topic(topic, declare=False), group_id=group,
+            # A group's first start must still see what was published before it existed.
+            auto_offset_reset="earliest",
             # On an exception the record is sought back and tried again, never committed.
             # The consumer below catches handler failures itself, so this only happens when the
             # dead-letter publish fails.
@@ -120,26 +125,40 @@ class KafkaBus:
         self._admin = AIOKafkaAdminClient(
             bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-admin"
         )
-        await self._admin.start()
-        names = [self.topic_name(t) for t, _, _ in self._subs]
-        names += [self.dead_letter_topic(t, g) for t, g, _ in self._subs]
-        await self._ensure_topics(names)
-        await self._broker.connect()
-        # Running before the consumers start: their handlers may publish right away.
-        self._running = True
-        await self._broker.start()
+        try:
+            await self._admin.start()
+            names = [self.topic_name(t) for t, _, _ in self._subs]
+            names += [self.dead_letter_topic(t, g) for t, g, _ in self._subs]
+            await self._ensure_topics(names)
+            await self._broker.connect()
+            # Running before the consumers start: their handlers may publish right away.
+            self._running = True
+            await self._broker.start()
+        except BaseException:
+            self._running = True  # so that stop() releases whatever did start
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                await self.stop()
+            raise
 
     async def publish(self, event: Event, *, key: str | None = None) -> None:
         """Send `event` keyed by `key` (default `event.key()`), once the broker has it."""
         if not self._running:
             raise Unavailable("the Kafka bus is not running")
         topic = self.topic_name(event.topic)
-        await self._ensure_topics([topic])
-        await self._broker.publish(
-            event.model_dump_json().encode(), topic,
-            key=(key if key is not None else event.key()).encode(),
-            headers={TYPE_HEADER: event.topic, VERSION_HEADER: str(getattr(event, "version", ""))},
-        )
+        try:
+            await self._ensure_topics([topic])
+            await self._broker.publish(
+                event.model_dump_json().encode(), topic,
+                key=(key if key is not None else event.key()).encode(),
+                headers={
+                    "content-type": "application/json",
+                    TYPE_HEADER: event.topic,
+                    VERSION_HEADER: str(getattr(event, "version", "")),
+                },
+            )
+        except KafkaError as exc:
+            # The one typed error for "try again later": callers need not know about Kafka.
+            raise Unavailable(f"Kafka did not take the event: {exc}") from exc
 
     async def stop(self) -> None:
         """Let in-flight handlers finish (up to the graceful timeout), leave the groups, close."""
@@ -189,8 +208,8 @@ class KafkaBus:
         return consume
 
     async def _dead_letter(self, dlq: str, record: Any, reason: str) -> None:
+        # The original headers travel on (type, version, correlation id), plus why and whence.
         headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
-        headers = {k: v for k, v in headers.items() if k in (TYPE_HEADER, VERSION_HEADER)}
         headers[REASON_HEADER] = reason[:2000]  # headers travel with every fetch: keep it short
         headers[SOURCE_HEADER] = f"{record.topic}/{record.partition}/{record.offset}"
         await self._broker.publish(record.value, dlq, key=record.key, headers=headers)

@@ -18,6 +18,7 @@ class AppSchema:
     app_id: str
     version: int
     fields: tuple[Field, ...]
+    image_type: str = "general"
 
     def field(self, name: str) -> Field | None:
         """The field called `name`, if any."""
@@ -34,14 +35,17 @@ class SchemaProvider:
     async def get(self, app_id: str) -> AppSchema:
         """The current schema; NotFound when the application does not exist."""
         async with self.db() as s:
-            version = await s.scalar(select(Application.schema_version).where(Application.id == app_id))
-            if version is None:
+            row = (await s.execute(select(Application.schema_version, Application.image_type)
+                                   .where(Application.id == app_id))).first()
+            if row is None:
                 raise NotFound(f"No application {app_id}.")
+            version, image_type = row
             cached = self._cache.get(app_id)
             if cached is not None and cached.version == version:
                 return cached
             rows = await s.scalars(select(SchemaField).where(SchemaField.app_id == app_id)
                                    .order_by(SchemaField.position))
-            schema = AppSchema(app_id, version, tuple(Field(r.name, r.type, r.searchable) for r in rows))  # type: ignore[arg-type]
+            fields = tuple(Field(r.name, r.type, r.searchable) for r in rows)  # type: ignore[arg-type]
+            schema = AppSchema(app_id, version, fields, image_type)
         self._cache[app_id] = schema
         return schema

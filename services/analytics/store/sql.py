@@ -1,0 +1,248 @@
+"""The one SQL of the analytics store: DDL, inserts and queries, identical for chdb and a
+ClickHouse server (the adapters differ only in transport).
+
+Layout, for billions of rows:
+- MergeTree family, PARTITION BY toYYYYMM(date), ORDER BY (app_id, date, action|method|stage,
+  ...): every report reads one application's days, and only the granules of those days.
+- LowCardinality(String) for the dimensions (action, method, currency, source, ...).
+- Dedup: ReplacingMergeTree whose sorting key ends with the row's identity (event_id, reqid),
+  read with FINAL. Duplicates share a partition (date is in both keys), so FINAL merges
+  within partitions only, and background merges keep shrinking what FINAL has to do.
+  FINAL (not uniqExact/argMax) because it also makes sums (revenue, results served) exact;
+  the bench measures what it costs.
+
+Values travel as ClickHouse query parameters (`{name:Type}`), never spliced into the text;
+the only text substitution is the database name, checked against an identifier pattern.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from magpie.common.events.analytics import EventTracked, SearchServed
+from magpie.common.ports.analytics import ExportFormat, IngestLogRow
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+FUNNEL_ACTIONS = ("product_view", "product_click", "add_to_cart", "transaction")
+
+EVENT_COLUMNS = (
+    "app_id", "action", "event_id", "ts", "query_id", "pid", "pos", "uid", "sid", "value",
+    "currency", "price", "from_req_id", "source", "placement", "cat", "name", "label", "brand",
+    "product_url", "im_url", "trans_id", "campaign", "ad_group", "creative",
+    "s1", "s2", "s3", "s4", "s5", "n1", "n2", "n3", "n4", "n5", "custom_json", "context", "received_at",
+)
+SEARCH_COLUMNS = ("app_id", "method", "solution", "reqid", "ts", "uid", "sid", "result_count",
+                  "first_pos", "im_names", "received_at")
+INGEST_COLUMNS = ("app_id", "stage", "outcome", "trans_id", "im_name", "error_code", "ts")
+
+DDL = (
+    "CREATE DATABASE IF NOT EXISTS {db}",
+    """CREATE TABLE IF NOT EXISTS {db}.events
+(
+    app_id      LowCardinality(String),
+    date        Date DEFAULT toDate(ts),
+    action      LowCardinality(String),
+    event_id    String,
+    ts          DateTime64(3, 'UTC'),
+    query_id    String,
+    pid         String,
+    pos         UInt32,
+    uid         String,
+    sid         String,
+    value       Nullable(Float64),
+    currency    LowCardinality(String),
+    price       Nullable(Float64),
+    from_req_id String,
+    source      LowCardinality(String),
+    placement   LowCardinality(String),
+    cat         LowCardinality(String),
+    name        String,
+    label       LowCardinality(String),
+    brand       LowCardinality(String),
+    product_url String,
+    im_url      String,
+    trans_id    String,
+    campaign    LowCardinality(String),
+    ad_group    LowCardinality(String),
+    creative    LowCardinality(String),
+    s1 String, s2 String, s3 String, s4 String, s5 String,
+    n1 Nullable(Float64), n2 Nullable(Float64), n3 Nullable(Float64), n4 Nullable(Float64),
+    n5 Nullable(Float64),
+    custom_json String,
+    context     Map(LowCardinality(String), String),
+    received_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(date)
+ORDER BY (app_id, date, action, event_id)""",
+    """CREATE TABLE IF NOT EXISTS {db}.searches
+(
+    app_id       LowCardinality(String),
+    date         Date DEFAULT toDate(ts),
+    method       LowCardinality(String),
+    solution     LowCardinality(String),
+    reqid        String,
+    ts           DateTime64(3, 'UTC'),
+    uid          String,
+    sid          String,
+    result_count UInt32,
+    first_pos    UInt32,
+    im_names     Array(String),
+    received_at  DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(date)
+ORDER BY (app_id, date, method, reqid)""",
+    """CREATE TABLE IF NOT EXISTS {db}.ingest_log
+(
+    app_id     LowCardinality(String),
+    date       Date DEFAULT toDate(ts),
+    stage      LowCardinality(String),
+    outcome    LowCardinality(String),
+    trans_id   String,
+    im_name    String,
+    error_code UInt16,
+    ts         DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(date)
+ORDER BY (app_id, date, stage, outcome, trans_id, im_name, error_code, ts)""",
+)
+
+_RANGE = "app_id = {app_id:String} AND date BETWEEN {date_from:Date} AND {date_to:Date}"
+# An event belongs to a solution when the search it follows (queryId) was served by that
+# method or widget. Searches of the day before count: a click may come after midnight.
+# The `!= ''` guard keeps ClickHouse from building the set when no solution is asked.
+_EVENT_SOLUTION = """({solution:String} = '' OR query_id IN (
+        SELECT reqid FROM {db}.searches
+        WHERE app_id = {app_id:String} AND {solution:String} != ''
+          AND date BETWEEN {date_from:Date} - 1 AND {date_to:Date}
+          AND (method = {solution:String} OR solution = {solution:String})))"""
+_SEARCH_SOLUTION = "({solution:String} = '' OR method = {solution:String} OR solution = {solution:String})"
+_FUNNEL_IN = "(" + ", ".join(f"'{a}'" for a in FUNNEL_ACTIONS) + ")"
+
+EVENT_FUNNEL = f"""SELECT
+    date,
+    countIf(action = 'product_view') AS views,
+    countIf(action = 'product_click') AS clicks,
+    uniqExactIf(query_id, action = 'product_click') AS clicked_searches,
+    countIf(action = 'add_to_cart') AS add_to_carts,
+    uniqExactIf(query_id, action = 'add_to_cart') AS carted_searches,
+    countIf(action = 'transaction') AS transactions,
+    uniqExactIf(query_id, action = 'transaction') AS converted_searches,
+    countIf(action = 'product_click' AND pos > 0) AS ranked_clicks,
+    sumIf(pos, action = 'product_click' AND pos > 0) AS ranked_pos_sum
+FROM {{db}}.events FINAL
+WHERE {_RANGE} AND action IN {_FUNNEL_IN}
+  AND {_EVENT_SOLUTION}
+GROUP BY ROLLUP(date)
+ORDER BY date"""
+
+SEARCH_VOLUME = f"""SELECT date, count() AS searches, sum(result_count) AS results_served
+FROM {{db}}.searches FINAL
+WHERE {_RANGE} AND {_SEARCH_SOLUTION}
+GROUP BY ROLLUP(date)
+ORDER BY date"""
+
+REVENUE = f"""SELECT currency, count() AS transactions, round(sum(value), 4) AS revenue
+FROM {{db}}.events FINAL
+WHERE {_RANGE} AND action = 'transaction' AND {_EVENT_SOLUTION}
+GROUP BY currency
+ORDER BY revenue DESC, currency"""
+
+CLICK_HISTOGRAM = f"""SELECT least(pos, {{max_pos:UInt32}} + 1) AS pos, count() AS clicks
+FROM {{db}}.events FINAL
+WHERE {_RANGE} AND action = 'product_click' AND pos > 0 AND {_EVENT_SOLUTION}
+GROUP BY pos
+ORDER BY pos"""
+
+TOP_PRODUCTS = f"""SELECT pid, count() AS clicks, round(avgIf(pos, pos > 0), 2) AS avg_pos
+FROM {{db}}.events FINAL
+WHERE {_RANGE} AND action = 'product_click' AND {_EVENT_SOLUTION}
+GROUP BY pid
+ORDER BY clicks DESC, pid
+LIMIT {{limit:UInt32}}"""
+
+USAGE = f"""SELECT date, 'search' AS kind, toString(method) AS name, count() AS n
+FROM {{db}}.searches FINAL WHERE {_RANGE} GROUP BY date, name
+UNION ALL
+SELECT date, 'event' AS kind, toString(action) AS name, count() AS n
+FROM {{db}}.events FINAL WHERE {_RANGE} GROUP BY date, name
+UNION ALL
+SELECT date, 'ingest' AS kind, concat(stage, ':', outcome) AS name, count() AS n
+FROM {{db}}.ingest_log FINAL WHERE {_RANGE} GROUP BY date, name
+ORDER BY date, kind, name"""
+
+EXPORT_EVENTS = f"""SELECT {", ".join(c for c in EVENT_COLUMNS if c != "app_id")}
+FROM {{db}}.events FINAL
+WHERE {_RANGE}
+ORDER BY ts, event_id"""
+
+DELETE_APP = tuple(f"ALTER TABLE {{db}}.{t} DELETE WHERE app_id = {{app_id:String}}"
+                   for t in ("events", "searches", "ingest_log"))
+PING = "SELECT 1 FORMAT JSON"
+_EXPORT_FORMATS = {"csv": "CSVWithNames", "parquet": "Parquet"}
+# Why each setting: 64-bit counts as JSON numbers, not strings; the ROLLUP total row has
+# date = null (not 1970-01-01). ROLLUP rather than WITH TOTALS: ClickHouse 26.9 writes
+# broken JSON for WITH TOTALS over an empty result.
+_JSON = ("\nSETTINGS output_format_json_quote_64bit_integers = 0, group_by_use_nulls = 1"
+         "\nFORMAT JSON")
+
+
+def render(template: str, db: str) -> str:
+    """The statement with its database name filled in (the only text substitution)."""
+    if not _IDENT.match(db):
+        raise ValueError(f"invalid analytics database name {db!r}")
+    return template.replace("{db}", db)
+
+
+def select(template: str, db: str) -> str:
+    """A query that answers one JSON document (meta, data, totals)."""
+    return render(template, db) + _JSON
+
+
+def export(db: str, fmt: ExportFormat) -> str:
+    """The raw-events export query in CSV-with-header or Parquet."""
+    return render(EXPORT_EVENTS, db) + f"\nFORMAT {_EXPORT_FORMATS[fmt]}"
+
+
+def insert(table: str, columns: Iterable[str], db: str) -> str:
+    """The INSERT statement whose data (JSONEachRow) travels separately."""
+    return render(f"INSERT INTO {{db}}.{table} ({', '.join(columns)}) FORMAT JSONEachRow", db)
+
+
+def ts_text(ms: int) -> str:
+    """ms since the epoch as DateTime64(3) text (UTC)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def event_row(e: EventTracked) -> dict[str, Any]:
+    """The events-table row of a tracked event."""
+    row = e.model_dump(include=set(EVENT_COLUMNS))
+    row.update(ts=ts_text(e.ts), pos=e.pos or 0, received_at=ts_text(_ms(e.occurred_at)))
+    return row
+
+
+def search_row(s: SearchServed) -> dict[str, Any]:
+    """The searches-table row of a served search."""
+    row = s.model_dump(include=set(SEARCH_COLUMNS))
+    row.update(ts=ts_text(s.ts), received_at=ts_text(_ms(s.occurred_at)))
+    return row
+
+
+def ingest_row(r: IngestLogRow) -> dict[str, Any]:
+    """The ingest_log row of an item outcome."""
+    return {"app_id": r.app_id, "stage": r.stage, "outcome": r.outcome, "trans_id": str(r.trans_id),
+            "im_name": r.im_name, "error_code": r.error_code, "ts": ts_text(r.ts)}
+
+
+def encode(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """JSONEachRow data: one compact JSON object per line."""
+    return "\n".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) for r in rows).encode()
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)

@@ -1,0 +1,93 @@
+"""embedding handlers: plain async functions of (event, deps)."""
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from magpie.common.controlplane.schema_provider import SchemaProvider
+from magpie.common.errors import MagpieError, NotFound, UnsupportedFormat
+from magpie.common.events.ingest import ImageReady, ItemEmbedded, ItemOp
+from magpie.common.pipeline import report_failure
+from magpie.common.ports import Bus, ObjectStore
+
+
+@dataclass
+class ModelHandle:
+    """One loaded model: its identity and an async embed of one image (batched behind)."""
+
+    name: str
+    version: str
+    embed: Callable[[object], Awaitable[np.ndarray]]
+
+
+@dataclass
+class EmbedDeps:
+    """What the embedding stage needs."""
+
+    model_for: Callable[[str], ModelHandle]  # image type → model
+    objects: ObjectStore
+    schemas: SchemaProvider
+    bus: Bus
+
+
+def vector_key(app_id: str, model: ModelHandle, content_hash: str) -> str:
+    """Where a vector is cached: by model and image content, so identical images and
+    re-inserts of unchanged images are embedded once."""
+    return f"{app_id}/vectors/{model.name}@{model.version}/{content_hash}.f32"
+
+
+def _pass(event: ImageReady, **extra: object) -> ItemEmbedded:
+    return ItemEmbedded(app_id=event.app_id, trans_id=event.trans_id, im_name=event.im_name, op=event.op,
+                        fields=event.fields, im_url=event.im_url, image_key=event.image_key,
+                        content_hash=event.content_hash, colors=event.colors, warnings=event.warnings,
+                        **extra)
+
+
+async def on_image_ready(event: ImageReady, deps: EmbedDeps) -> None:
+    """Embed an item's image with its application's model (cached by content)."""
+    if event.op is not ItemOp.UPSERT:
+        await deps.bus.publish(_pass(event))
+        return
+    try:
+        schema = await deps.schemas.get(event.app_id)
+    except NotFound:
+        return  # the application was deleted meanwhile: nothing to index
+    model = deps.model_for(schema.image_type)
+    try:
+        vector = await _vector(event, model, deps)
+    except MagpieError as err:
+        if err.retryable:
+            raise
+        await report_failure(deps.bus, event, "embedding", err)
+        return
+    await deps.bus.publish(_pass(event, vector=vector.astype(np.float32).tolist(), model=model.name,
+                                 model_version=model.version))
+
+
+async def _vector(event: ImageReady, model: ModelHandle, deps: EmbedDeps) -> np.ndarray:
+    assert event.image_key and event.content_hash
+    key = vector_key(event.app_id, model, event.content_hash)
+    try:
+        return np.frombuffer(await deps.objects.get(key), dtype=np.float32)
+    except NotFound:
+        pass
+    data = await deps.objects.get(event.image_key)
+    image = await asyncio.to_thread(_open, data)
+    vector = np.asarray(await model.embed(image), dtype=np.float32)
+    await deps.objects.put(key, vector.tobytes())
+    return vector
+
+
+def _open(data: bytes):  # noqa: ANN202 - PIL image
+    from PIL import Image
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Exception as exc:  # noqa: BLE001 - a stored image that no longer decodes
+        raise UnsupportedFormat(f"Stored image cannot be decoded: {exc}") from exc
+    return image.convert("RGB")

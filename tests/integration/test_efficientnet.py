@@ -1,0 +1,194 @@
+"""EfficientNet-Lite0 with its packaged weights: ONNX export, cache, embeddings' behaviour."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from magpie.embedding.models import efficientnet
+from magpie.embedding.models.efficientnet import (
+    ExportError,
+    OnnxImageEmbedder,
+    ensure_onnx,
+    fit_pad,
+    load_efficientnet,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def scene(seed: int, size: tuple[int, int] = (320, 256)) -> Image.Image:
+    """A structured synthetic picture: a gradient behind filled shapes and stripes."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    ramp = (np.linspace(0, 1, width)[None, :, None] if seed % 2
+            else np.linspace(0, 1, height)[:, None, None])
+    background = (c0 * (1 - ramp) + c1 * ramp) * np.ones((height, width, 1))
+    image = Image.fromarray(background.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))
+        x1, y1 = x0 + int(rng.integers(30, 160)), y0 + int(rng.integers(30, 140))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        kind = rng.integers(0, 4)
+        if kind == 0:
+            draw.ellipse([x0, y0, x1, y1], fill=colour)
+        elif kind == 1:
+            draw.rectangle([x0, y0, x1, y1], fill=colour, outline=(0, 0, 0), width=3)
+        elif kind == 2:
+            draw.polygon([(x0, y1), ((x0 + x1) // 2, y0), (x1, y1)], fill=colour)
+        else:
+            for k in range(0, x1 - x0, 8):
+                draw.line([(x0 + k, y0), (x0 + k, y1)], fill=colour, width=3)
+    return image
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def embedder(cache_dir: Path) -> OnnxImageEmbedder:
+    return load_efficientnet(cache_dir)  # exports with the packaged weights, once
+
+
+@pytest.fixture(scope="module")
+def originals() -> list[Image.Image]:
+    return [scene(seed) for seed in range(6)]
+
+
+def test_vectors_are_unit_float32_rows_of_1280(embedder: OnnxImageEmbedder,
+                                                originals: list[Image.Image]) -> None:
+    vectors = embedder.embed(originals)
+    assert vectors.shape == (6, 1280) and embedder.dim == 1280
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert embedder.name == "efficientnet-lite0"
+    assert embedder.version.endswith(efficientnet.PREPROCESSING)
+    assert embedder.embed([]).shape == (0, 1280)
+
+
+def test_embeddings_are_deterministic_and_batch_independent(
+        embedder: OnnxImageEmbedder, originals: list[Image.Image]) -> None:
+    batch = embedder.embed(originals)
+    np.testing.assert_array_equal(batch, embedder.embed(originals))
+    alone = np.concatenate([embedder.embed([image]) for image in originals[:2]])
+    np.testing.assert_allclose(alone, batch[:2], atol=1e-5)
+
+
+def test_onnx_agrees_with_the_torch_network(embedder: OnnxImageEmbedder,
+                                            originals: list[Image.Image]) -> None:
+    import torch
+
+    pixels = np.stack([fit_pad(image, 224) for image in originals])
+    network = efficientnet._build_network("efficientnet-lite0", 224)
+    with torch.inference_mode():
+        expected = network(torch.from_numpy(pixels)).numpy()
+    got = embedder._session.run(None, {"images": pixels})[0]
+    assert np.abs(expected - got).max() < 1e-4
+    # And the embedder's output is exactly that, normalised.
+    normalised = expected / np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(embedder.embed(originals), normalised, atol=1e-4)
+
+
+@pytest.mark.parametrize("transform", [
+    pytest.param(lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), id="flipped"),
+    pytest.param(lambda im: im.resize((im.width * 6 // 10, im.height * 6 // 10),
+                                      Image.Resampling.BICUBIC), id="rescaled"),
+    pytest.param(lambda im: jpeg(im, 50), id="jpeg50"),
+    pytest.param(lambda im: jpeg(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                                 .resize((im.width // 2, im.height // 2)), 60), id="all-three"),
+])
+def test_an_altered_copy_is_nearest_to_its_original(
+        embedder: OnnxImageEmbedder, originals: list[Image.Image], transform) -> None:
+    catalog = embedder.embed(originals)
+    queries = embedder.embed([transform(image) for image in originals])
+    similarity = queries @ catalog.T
+    # Each copy is nearer to its original than to the 5 other pictures.
+    assert similarity.argmax(axis=1).tolist() == list(range(len(originals)))
+
+
+def test_odd_images_are_handled(embedder: OnnxImageEmbedder) -> None:
+    odd = [
+        Image.new("RGBA", (64, 64), (0, 0, 0, 0)),  # fully transparent: white, not black
+        Image.new("L", (1, 1), 128),
+        Image.new("RGB", (1000, 10), "red"),
+        scene(1).convert("P"),
+    ]
+    vectors = embedder.embed(odd)
+    assert vectors.shape == (4, 1280) and np.isfinite(vectors).all()
+    white = embedder.embed([Image.new("RGB", (64, 64), "white")])
+    np.testing.assert_allclose(vectors[0], white[0], atol=1e-6)
+
+
+def test_fit_pad_keeps_the_whole_image_and_pads_with_its_border() -> None:
+    image = Image.new("RGB", (200, 100), (250, 250, 250))
+    ImageDraw.Draw(image).rectangle([0, 40, 199, 60], fill=(255, 0, 0))  # spans full width
+    pixels = fit_pad(image, 224)
+    assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
+    assert (pixels[:50] == 250).all()  # the pad has the border colour
+    assert tuple(pixels[112, 0]) == tuple(pixels[112, 223]) == (255, 0, 0)  # nothing cropped
+
+
+def test_a_second_load_reuses_the_cache(cache_dir: Path, embedder: OnnxImageEmbedder,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_export(*args: object, **kwargs: object) -> None:
+        raise AssertionError("export_onnx was called although the model is cached")
+
+    monkeypatch.setattr(efficientnet, "export_onnx", no_export)
+    again = load_efficientnet(cache_dir)
+    assert again.path == embedder.path and again.version == embedder.version
+    image = scene(3)
+    np.testing.assert_array_equal(again.embed([image]), embedder.embed([image]))
+    assert [p.name for p in cache_dir.iterdir()] == [embedder.path.name]
+
+
+def test_a_cached_model_loads_without_torch(cache_dir: Path,
+                                            embedder: OnnxImageEmbedder) -> None:
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        sys.modules["torch"] = None  # any `import torch` now raises ImportError
+        sys.modules["efficientnet_lite_pytorch"] = None
+        from PIL import Image
+        from magpie.embedding.models.efficientnet import load_efficientnet
+        e = load_efficientnet(Path({str(cache_dir)!r}))
+        assert str(e.path) == {str(embedder.path)!r}, e.path
+        print(e.embed([Image.new("RGB", (50, 80), "navy")]).shape)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1, 1280)"
+
+
+def test_a_failed_check_leaves_no_file_behind(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(efficientnet, "TOLERANCE", -1.0)  # no difference can pass
+    with pytest.raises(ExportError, match="max abs diff"):
+        ensure_onnx(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cache_key_follows_model_and_size() -> None:
+    key = efficientnet.cache_key("efficientnet-lite0")
+    assert key.startswith("efficientnet-lite0-224-")
+    assert key == efficientnet.cache_key("efficientnet-lite0", 224)
+    assert key != efficientnet.cache_key("efficientnet-lite0", 256)
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite model"):
+        efficientnet.cache_key("efficientnet-b9")
