@@ -18,13 +18,16 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml setup.py
+	@# torch first and pinned: the CPU build on disk. A package that asks for plain `torch`
+	@# would otherwise make pip resolve a CUDA build of several GB.
+	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e .
 	touch $@
 
 install: $(STAMP) ## Create .venv if missing and install Magpie into it
 
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,st]' torch==2.13.0
 	touch $@
 
 system-deps: ## Install what the tests need from Debian (PostgreSQL server) when absent

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     # Embedding: the default model, optional per-image-type overrides (a model name, or
     # `st:<sentence-transformers model or folder>`), batching.
     embedding_model: str = "efficientnet-lite0"
+    # Where exported models are cached; default `<data_dir>/models`.
+    model_cache_dir: Path | None = None
     embedding_models: dict[str, str] = {}
     embedding_batch_size: int = Field(32, ge=1)
     embedding_batch_wait_s: float = Field(0.02, ge=0)

@@ -97,7 +97,7 @@ def validate_event(raw: Mapping[str, Any], *, app_id: str, now_ms: int,
         if value is not None:
             fields[name] = value
     if fields.get("price", 0) < 0:
-        errors.append(InvalidRequest("price must be ≥ 0."))
+        errors.append(InvalidRequest("price must be >= 0."))
     currency = _text(raw.get("currency"), "currency", 3, errors)
     if currency:
         if currency.upper() not in CURRENCIES:
@@ -177,7 +177,7 @@ def _pos(value: Any, errors: list[MagpieError]) -> int | None:
         return None
     pos = _integer(value)
     if pos is None or not 1 <= pos <= _MAX_POS:
-        errors.append(InvalidRequest("pos must be an integer ≥ 1 (the 1-based position)."))
+        errors.append(InvalidRequest("pos must be an integer >= 1 (the 1-based position)."))
         return None
     return pos
 

@@ -67,6 +67,20 @@ class EmbeddingBatcher:
         return np.stack(await asyncio.gather(*(self.embed(image) for image in images)))
 
     async def _collect(self) -> None:
+        try:
+            await self._collect_forever()
+        except BaseException as exc:
+            # Never leave a caller waiting on a collector that is gone.
+            self._closed = True
+            while self._pending:
+                _, future, _ = self._pending.popleft()
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    _fail(future, BatcherClosed(f"embedding batcher failed: {exc!r}"))
+            raise
+
+    async def _collect_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             while not self._pending:
@@ -138,9 +152,9 @@ class EmbeddingBatcher:
         """Embed what is already queued, refuse new requests, stop the threads."""
         self._closed = True
         self._arrived.set()
-        if self._collector is not None:
-            await self._collector
-        if self._running:
+        tasks = [*([self._collector] if self._collector else []), *self._running]
+        await asyncio.gather(*tasks, return_exceptions=True)  # callers got the errors already
+        if self._running:  # batches the collector started while it drained
             await asyncio.gather(*self._running, return_exceptions=True)
         self._executor.shutdown(wait=True)
 

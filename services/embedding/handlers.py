@@ -28,7 +28,7 @@ class ModelHandle:
 class EmbedDeps:
     """What the embedding stage needs."""
 
-    model_for: Callable[[str], ModelHandle]  # image type → model
+    model_for: Callable[[str], Awaitable[ModelHandle]]  # image type → loaded model
     objects: ObjectStore
     schemas: SchemaProvider
     bus: Bus
@@ -56,7 +56,7 @@ async def on_image_ready(event: ImageReady, deps: EmbedDeps) -> None:
         schema = await deps.schemas.get(event.app_id)
     except NotFound:
         return  # the application was deleted meanwhile: nothing to index
-    model = deps.model_for(schema.image_type)
+    model = await deps.model_for(schema.image_type)
     try:
         vector = await _vector(event, model, deps)
     except MagpieError as err:
@@ -90,4 +90,4 @@ def _open(data: bytes):  # noqa: ANN202 - PIL image
         image.load()
     except Exception as exc:  # noqa: BLE001 - a stored image that no longer decodes
         raise UnsupportedFormat(f"Stored image cannot be decoded: {exc}") from exc
-    return image.convert("RGB")
+    return image  # the embedder composites any alpha on white itself

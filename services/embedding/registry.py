@@ -82,7 +82,8 @@ class ModelRegistry:
     @classmethod
     def from_settings(cls, settings: Any, loader: Loader | None = None) -> ModelRegistry:
         """A registry from Settings: `embedding_model`, `embedding_models`, `data_dir`/models."""
-        return cls(Path(settings.data_dir) / "models", default_model=settings.embedding_model,
+        cache = getattr(settings, "model_cache_dir", None) or Path(settings.data_dir) / "models"
+        return cls(Path(cache), default_model=settings.embedding_model,
                    per_image_type=settings.embedding_models,
                    threads=getattr(settings, "embedding_threads", None), loader=loader)
 

@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from functools import partial
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -14,9 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
 from magpie.common.controlplane.outbox import run_relay
 from magpie.common.controlplane.schema_provider import SchemaProvider
-from magpie.common.events.control import ApplicationDeleted
-from magpie.common.events.ingest import ItemStatus
-from magpie.common.ports import Bus, ObjectStore
+from magpie.common.ports import Bus, ObjectStore, VectorIndex
 from magpie.common.settings import BusKind, ObjectStoreKind, Settings
 from magpie.gateway.controlplane.members import ensure_initial_owner
 from magpie.ingestion.service import IngestDeps, replay_pending
@@ -70,6 +68,9 @@ class Container:
     objects: ObjectStore
     schemas: SchemaProvider
     ingest: IngestDeps
+    index: VectorIndex
+    fetcher: Any = None
+    models: Any = None
     ready: bool = False
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -92,13 +93,21 @@ class Container:
 
 
 def wire_subscribers(c: Container) -> None:
-    """Subscribe the handlers this process runs (in standalone mode: all of them)."""
-    from magpie.image_fetch.handlers import on_application_deleted
-    from magpie.ingestion import handlers as ingestion
+    """Subscribe every service's handlers: standalone mode runs them all in this process."""
+    from magpie.embedding import bootstrap as embedding
+    from magpie.embedding.handlers import EmbedDeps
+    from magpie.image_fetch import bootstrap as image_fetch
+    from magpie.image_fetch.handlers import FetchDeps
+    from magpie.ingestion import bootstrap as ingestion
+    from magpie.search import bootstrap as search
+    from magpie.search.handlers import IndexDeps
 
-    c.bus.subscribe(ApplicationDeleted, "image-fetch", partial(on_application_deleted, objects=c.objects))
-    c.bus.subscribe(ApplicationDeleted, "ingestion", partial(ingestion.on_application_deleted, store=c.ingest.store))
-    c.bus.subscribe(ItemStatus, "ingestion", partial(ingestion.on_item_status, store=c.ingest.store))
+    ingestion.subscribe(c.bus, c.ingest.store)
+    image_fetch.subscribe(c.bus, FetchDeps(fetcher=c.fetcher, objects=c.objects, bus=c.bus,
+                                           min_side=c.settings.image_min_side))
+    embedding.subscribe(c.bus, EmbedDeps(model_for=c.models.for_type, objects=c.objects,
+                                         schemas=c.schemas, bus=c.bus))
+    search.subscribe(c.bus, IndexDeps(index=c.index, schemas=c.schemas, bus=c.bus))
 
 
 async def open_control_plane(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker]:
@@ -121,11 +130,20 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     if password:
         # Printed once, on the console only: it is not stored anywhere in clear.
         print(f"\n  Magpie initial owner: {settings.admin_email}  password: {password}\n", flush=True)
+    from magpie.embedding.bootstrap import Models
+    from magpie.image_fetch.bootstrap import build_fetcher
+    from magpie.search.bootstrap import build_index
+
     bus = build_bus(settings)
     schemas = SchemaProvider(db)
     c = Container(settings=settings, engine=engine, db=db, bus=bus, objects=build_object_store(settings),
-                  schemas=schemas, ingest=IngestDeps(store=IngestStore(db), bus=bus, schemas=schemas))
+                  schemas=schemas, ingest=IngestDeps(store=IngestStore(db), bus=bus, schemas=schemas),
+                  index=build_index(settings), fetcher=build_fetcher(settings), models=Models(settings))
     await c.objects.start()
+    await c.index.start()
+    await c.fetcher.start()
+    # Load the default model now, in a thread, so the first insert does not wait for it.
+    c._tasks.append(asyncio.create_task(c.models.for_type("general"), name="model-preload"))
     wire_subscribers(c)
     await c.bus.start()
     replayed = await replay_pending(c.ingest)
@@ -141,5 +159,8 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
         stop.set()
         await asyncio.gather(*c._tasks, return_exceptions=True)
         await c.bus.stop()
+        await c.models.close()
+        await c.fetcher.stop()
+        await c.index.stop()
         await c.objects.stop()
         await engine.dispose()

@@ -177,6 +177,17 @@ def test_a_cached_model_loads_without_torch(cache_dir: Path,
     assert done.stdout.strip() == "(1, 1280)"
 
 
+def test_without_torch_the_newest_export_of_the_model_serves(
+        cache_dir: Path, embedder: OnnxImageEmbedder, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A serving image without torch computes another key ("torch": "absent").
+    monkeypatch.setattr(efficientnet, "_can_export", lambda: False)
+    monkeypatch.setattr(efficientnet, "cache_key", lambda *a: "efficientnet-lite0-224-other")
+    assert ensure_onnx(cache_dir) == embedder.path
+    with pytest.raises(ModuleNotFoundError, match="exporting one needs torch"):
+        ensure_onnx(tmp_path)
+
+
 def test_a_failed_check_leaves_no_file_behind(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(efficientnet, "TOLERANCE", -1.0)  # no difference can pass

@@ -56,7 +56,7 @@ class ChdbAnalyticsStore(SqlStore):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _run(self, text: str, params: dict[str, str]) -> bytes:
-        return self._session.query(text, "CSV", params=params).bytes()
+        return self._session.query(text, "CSV", params=_escaped(params)).bytes()
 
     async def _command(self, statement: str, params: dict[str, str]) -> None:
         await self._call(self._run, statement, params)
@@ -72,7 +72,7 @@ class ChdbAnalyticsStore(SqlStore):
         session = await asyncio.to_thread(self._connect)
         result = None
         try:
-            result = await asyncio.to_thread(session.send_query, query, "CSV", params)
+            result = await asyncio.to_thread(session.send_query, query, "CSV", _escaped(params))
             while (chunk := await asyncio.to_thread(result.fetch)) is not None:
                 yield chunk.bytes()
         finally:
@@ -80,3 +80,10 @@ class ChdbAnalyticsStore(SqlStore):
             if result is not None:
                 await asyncio.to_thread(result.close)
             await asyncio.to_thread(session.close)
+
+
+def _escaped(params: dict[str, str]) -> dict[str, str]:
+    # chdb reads parameter values in ClickHouse's escaped text form (as the HTTP interface
+    # does, where clickhouse-connect escapes them): a raw tab or newline would not parse.
+    table = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "'": "\\'"})
+    return {k: v.translate(table) for k, v in params.items()}

@@ -169,9 +169,27 @@ def ensure_onnx(cache_dir: Path, model_name: str = DEFAULT_MODEL,
     """The cached ONNX file of `model_name`, exported first if it is not there yet."""
     path = Path(cache_dir) / f"{cache_key(model_name, image_size)}.onnx"
     with _export_lock:  # one export per process; across processes the rename is atomic
-        if not path.exists():
-            export_onnx(model_name, path, image_size)
+        if path.exists():
+            return path
+        if not _can_export():
+            # A serving image without torch: its key differs from the exporting machine's
+            # (torch "absent"), so take the newest export of the same model and size.
+            size = image_size or IMAGE_SIZES[model_name]
+            cached = sorted(Path(cache_dir).glob(f"{model_name}-{size}-*.onnx"),
+                            key=lambda p: p.stat().st_mtime)
+            if cached:
+                return cached[-1]
+            raise ModuleNotFoundError(
+                f"no ONNX export of {model_name} in {cache_dir}, and exporting one needs "
+                f"torch and {_NETWORK_PACKAGE} (pip install torch==2.13.0, then "
+                f"pip install --no-deps {_NETWORK_PACKAGE})")
+        export_onnx(model_name, path, image_size)
     return path
+
+
+def _can_export() -> bool:
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("torch", _NETWORK_PACKAGE.replace("-", "_")))
 
 
 def load_efficientnet(cache_dir: Path, model_name: str = DEFAULT_MODEL,
@@ -197,7 +215,8 @@ def _session(path: Path, threads: int | None) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or _cores()
     options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a chain of convs: nothing to overlap
+    # A chain of convolutions: no parallel branches for inter-op threads to overlap.
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -8,7 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from magpie.common.errors import BatchTooLarge, InvalidRequest, NothingInserted, TransactionNotFound
+from magpie.common.errors import (
+    BatchTooLarge,
+    ImageNameNotFound,
+    InvalidRequest,
+    NothingInserted,
+    TransactionNotFound,
+)
 from magpie.gateway.api.deps import DataAccess, get_container
 from magpie.ingestion import service
 from magpie.ingestion.service import BatchResult, IngestDeps
@@ -142,3 +148,20 @@ async def transactions_json(a: DataAccess, deps: IngestDeps = Depends(ingest_dep
     return {"status": "OK", "method": "transactions/list", "error": [], "result": [
         {"trans_id": t.trans_id, "source": t.source, "total": t.total,
          "start_time": _ts(t.created_at), "update_time": _ts(t.updated_at)} for t in rows]}
+
+
+@router.get("/v1/items/{im_name}", name="items/get")
+async def get_item(im_name: str, request: Request, a: DataAccess) -> dict[str, Any]:
+    """One indexed item: its im_url and every schema field (text fields included, for the
+    merchant's own key), as the index holds them."""
+    from magpie.search.handlers import SYSTEM_KEY
+
+    point = await get_container(request).index.get(a.app_id, im_name)
+    if point is None:
+        raise ImageNameNotFound()
+    payload = dict(point.payload)
+    system = payload.pop(SYSTEM_KEY, {}) or {}
+    payload.pop("im_name", None)
+    return {"status": "OK", "method": "items/get", "error": [], "result": [{
+        "im_name": im_name, "im_url": system.get("im_url"), "model": system.get("model"),
+        "colors": system.get("colors", []), "value_map": payload}]}

@@ -32,7 +32,8 @@ def analytics_store(request: Request) -> AnalyticsStore:
 
 
 def date_range(
-    date_from: date | None = Query(None, alias="from", description="First UTC day (default: 29 days before `to`)."),
+    date_from: date | None = Query(None, alias="from",
+                                   description="First UTC day (default: 29 days before `to`)."),
     date_to: date | None = Query(None, alias="to", description="Last UTC day, included (default: today)."),
 ) -> tuple[date, date]:
     """The report's days: at most 366, from 2000-01-01 on."""
@@ -47,7 +48,8 @@ def date_range(
 
 Store = Annotated[AnalyticsStore, Depends(analytics_store)]
 Range = Annotated[tuple[date, date], Depends(date_range)]
-Solution = Annotated[str, Query(max_length=64, description="A search method (e.g. `search`) or a widget/placement; empty = all.")]
+Solution = Annotated[str, Query(max_length=64, description="A search method (e.g. `search`) or a "
+                                "widget/placement; empty = all.")]
 Top = Annotated[int, Query(ge=1, le=100, description="How many top clicked products.")]
 
 
@@ -81,7 +83,8 @@ async def own_app(db: Any, member: Any, app_id: str) -> None:
 # --- /v1, secret key -----------------------------------------------------------------------
 @router.get("/v1/analytics/report", name="analytics/report", summary="Analytics report",
             description=_REPORT_DOC)
-async def v1_report(a: DataAccess, store: Store, rng: Range, solution: Solution = "", top: Top = 10) -> dict[str, Any]:
+async def v1_report(a: DataAccess, store: Store, rng: Range, solution: Solution = "",
+                    top: Top = 10) -> dict[str, Any]:
     """Searches, views, clicks, CTR, add-to-cart and conversion rates, revenue, click rank."""
     body = await reports.report(store, ReportQuery(a.app_id, rng[0], rng[1], solution), top)
     return {"status": "OK", "method": "analytics/report", **body}
@@ -123,7 +126,8 @@ async def admin_events_csv(app_id: str, m: Viewer, db: Db, store: Store, rng: Ra
     return await export_response(store, app_id, rng, "csv")
 
 
-@router.get("/admin/v1/apps/{app_id}/analytics/events.parquet", tags=["admin"], response_class=StreamingResponse)
+@router.get("/admin/v1/apps/{app_id}/analytics/events.parquet", tags=["admin"],
+            response_class=StreamingResponse)
 async def admin_events_parquet(app_id: str, m: Viewer, db: Db, store: Store, rng: Range) -> StreamingResponse:
     """An application's raw events as Parquet, streamed."""
     await own_app(db, m, app_id)

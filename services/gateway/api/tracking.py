@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -55,7 +56,8 @@ def gif(outcome: str, reason: str = "") -> Response:
     travels in headers, for whoever debugs an integration."""
     headers = {"Cache-Control": "no-store, max-age=0", "X-Tracking": outcome}
     if reason:
-        headers["X-Tracking-Error"] = reason.encode("ascii", "replace").decode()[:300]
+        # Reasons may quote the input: only printable ASCII may go into a header.
+        headers["X-Tracking-Error"] = re.sub(r"[^\x20-\x7e]", "?", reason)[:300]
     return Response(GIF, media_type="image/gif", headers=headers)
 
 

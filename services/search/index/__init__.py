@@ -98,7 +98,8 @@ def plan_filter(filter: Filter, types: Mapping[str, str]) -> Plan | None:
 def _any_of(cond: AnyOf, ftype: str | None) -> list[Clause]:
     values = cond.values
     if ftype in ("string", "text"):
-        return [Clause("keyword", cond.field, values=tuple(str(v) for v in values))] if values else []
+        words = tuple(str(v) for v in values)
+        return [Clause("keyword", cond.field, values=words)] if words else []
     if ftype == "int":
         ints = tuple(int(n) for n in map(_num, values) if float(n).is_integer())
         return [Clause("integer", cond.field, values=ints)] if ints else []

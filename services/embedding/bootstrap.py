@@ -1,0 +1,50 @@
+"""embedding's composition root: the model registry, one batcher per model, subscriptions."""
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+from magpie.common.events.ingest import ImageReady
+from magpie.common.ports import Bus
+from magpie.common.settings import Settings
+from magpie.embedding.handlers import EmbedDeps, ModelHandle, on_image_ready
+
+GROUP = "embedding"
+
+
+class Models:
+    """Loaded models by image type, each behind one shared batcher."""
+
+    def __init__(self, settings: Settings) -> None:
+        from magpie.embedding.registry import ModelRegistry
+
+        self.registry = ModelRegistry.from_settings(settings)
+        self.max_batch = settings.embedding_batch_size
+        self.max_wait_s = settings.embedding_batch_wait_s
+        self._handles: dict[tuple[str, str], ModelHandle] = {}
+        self._batchers: list = []
+        self._lock = asyncio.Lock()
+
+    async def for_type(self, image_type: str) -> ModelHandle:
+        """The model of an image type, loaded in a thread on first use."""
+        from magpie.embedding.batcher import EmbeddingBatcher
+
+        embedder = await self.registry.get_async(image_type)
+        key = (embedder.name, embedder.version)
+        async with self._lock:
+            handle = self._handles.get(key)
+            if handle is None:
+                batcher = EmbeddingBatcher(embedder, max_batch=self.max_batch, max_wait_s=self.max_wait_s)
+                self._batchers.append(batcher)
+                handle = self._handles[key] = ModelHandle(embedder.name, embedder.version, batcher.embed)
+        return handle
+
+    async def close(self) -> None:
+        """Finish queued embeddings and stop the batchers."""
+        for batcher in self._batchers:
+            await batcher.close()
+
+
+def subscribe(bus: Bus, deps: EmbedDeps) -> None:
+    """The stage's subscriptions."""
+    bus.subscribe(ImageReady, GROUP, partial(on_image_ready, deps=deps))

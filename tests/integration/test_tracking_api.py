@@ -1,0 +1,139 @@
+"""Tracking, report, export and usage routes in-process (ASGI), with the analytics store and
+handlers wired the way bootstrap wires them, the real chdb engine and the in-process bus."""
+import asyncio
+import io
+import time
+from functools import partial
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from magpie.analytics.handlers import on_event_tracked, on_search_served
+from magpie.analytics.store.chdb_store import ChdbAnalyticsStore
+from magpie.common.events.analytics import EventTracked, SearchServed
+from magpie.common.settings import Settings
+from magpie.gateway import bootstrap
+from magpie.gateway.api import reports as report_routes
+from magpie.gateway.api import tracking
+from magpie.gateway.app import create_app
+
+pytestmark = pytest.mark.integration
+EMAIL, PASSWORD = "owner@example.com", "tracking-test-password"
+JUNE = {"from": "2024-06-01", "to": "2024-06-30"}
+
+
+@pytest.fixture
+async def api(tmp_path, monkeypatch):
+    settings = Settings(data_dir=tmp_path / "data", admin_email=EMAIL, admin_password=SecretStr(PASSWORD),
+                        bus_retry_backoff_s=0)
+    store = None
+    if "analytics" not in bootstrap.Container.__dataclass_fields__:
+        # Until bootstrap wires analytics itself, wire it here exactly as it will.
+        store = ChdbAnalyticsStore(settings.data_dir / "analytics", flush_interval_s=0.05)
+        await store.start()
+        wire = bootstrap.wire_subscribers
+
+        def wire_with_analytics(c):
+            wire(c)
+            c.analytics = store
+            c.bus.subscribe(EventTracked, "analytics", partial(on_event_tracked, store=store))
+            c.bus.subscribe(SearchServed, "analytics", partial(on_search_served, store=store))
+
+        monkeypatch.setattr(bootstrap, "wire_subscribers", wire_with_analytics)
+    app = create_app(settings)
+    if "/v3/__va.gif" not in {getattr(r, "path", "") for r in app.routes}:
+        app.include_router(tracking.router)
+        app.include_router(report_routes.router)
+    try:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://magpie") as client:
+            client.app = app
+            yield client
+    finally:
+        if store is not None:
+            await store.stop()
+
+
+async def _shop(client):
+    signed_in = await client.post("/admin/v1/sessions", json={"email": EMAIL, "password": PASSWORD})
+    token = signed_in.json()["token"]
+    admin = {"Authorization": f"Bearer {token}"}
+    r = await client.post("/admin/v1/apps", json={"name": "Shop"}, headers=admin)
+    assert r.status_code == 201, r.text
+    return r.json(), admin
+
+
+async def _report(client, auth, want_clicks, **params):
+    deadline = time.monotonic() + 10
+    while True:  # the bus delivers asynchronously
+        r = await client.get("/v1/analytics/report", params=params, auth=auth)
+        assert r.status_code == 200, r.text
+        if r.json()["totals"]["clicks"] >= want_clicks or time.monotonic() > deadline:
+            return r.json()
+        await asyncio.sleep(0.05)
+
+
+async def test_track_then_report_export_and_usage(api):
+    shop, admin = await _shop(api)
+    key, auth, ts = shop["app_key"], (shop["access_key"], shop["secret_key"]), 1_718_000_000_000
+    pixel = await api.get("/v3/__va.gif", params={"code": key, "action": "product_click", "queryId": "q1",
+                                                  "pid": "a", "pos": "2", "uid": "u1", "ts": str(ts)})
+    assert pixel.status_code == 200 and pixel.headers["content-type"] == "image/gif"
+    assert pixel.content.startswith(b"GIF89a") and pixel.headers["x-tracking"] == "accepted"
+    for params, reason in (({"code": "nope", "action": "product_click"}, "Invalid access key"),
+                           ({"code": key, "action": "product_click", "queryId": "q1"}, "pid is required"),
+                           ({"code": key, "action": "view", "currency": "\r\n€"}, "not an ISO 4217 code")):
+        bad = await api.get("/v3/__va.gif", params=params)
+        assert bad.status_code == 200 and bad.content.startswith(b"GIF89a")
+        assert bad.headers["x-tracking"] == "rejected" and reason in bad.headers["x-tracking-error"]
+    legacy = await api.get("/__aq.gif", params={"cid": key, "reqid": "q1", "im_name": "b"})
+    assert legacy.headers["x-tracking"] == "accepted"
+
+    batch = {"uid": "u1", "events": [
+        {"action": "product_view", "queryId": "q1", "pid": "a", "ts": ts},
+        {"action": "product_click", "queryId": "q1", "pid": "a", "pos": 0, "ts": ts},
+        {"action": "transaction", "queryId": "q1", "value": 42.5, "currency": "eur", "ts": ts},
+    ]}
+    r = await api.post("/v3/events", params={"code": f"{key}:widget-1"}, json=batch)
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "warning" and len(body["reqid"]) == 32
+    assert [x["index"] for x in body["result"]] == [0, 2] and body["error"][0]["index"] == 1
+    assert "pos must be" in body["error"][0]["error_message"]
+    assert (await api.post("/v3/events", params={"code": "nope"}, json=batch)).status_code == 401
+    too_many = await api.post("/v3/events", params={"code": key}, json={"events": [{}] * 1001})
+    assert too_many.status_code == 400 and too_many.json()["status"] == "fail"
+    assert (await api.post("/v3/events", params={"code": key}, content=b"{oops")).status_code == 400
+
+    await api.app.state.container.bus.publish(
+        SearchServed(app_id=shop["app_id"], reqid="q1", method="search", result_count=10, ts=ts))
+    report = await _report(api, auth, want_clicks=1, **JUNE)
+    t = report["totals"]
+    assert (t["searches"], t["views"], t["clicks"], t["transactions"], t["ctr"]) == (1, 1, 1, 1, 1.0)
+    assert report["revenue"] == [{"currency": "EUR", "transactions": 1, "revenue": 42.5}]
+    assert report["status"] == "OK" and report["click_rank"] == 2.0
+    # The legacy click carried no ts: it happened now, in the default range (the last 30 days).
+    recent = await _report(api, auth, want_clicks=1)
+    assert recent["totals"]["clicks"] == 1 and recent["top_products"][0]["pid"] == "b"
+
+    forbidden = await api.get("/v1/analytics/report", params={"access_key": key})
+    assert forbidden.status_code == 403 and forbidden.json()["status"] == "fail"
+    backwards = await api.get("/v1/analytics/report", params={"from": "2024-06-02", "to": "2024-06-01"},
+                              auth=auth)
+    assert backwards.status_code == 400
+    csv = await api.get("/v1/analytics/events.csv", params=JUNE, auth=auth)
+    assert csv.headers["content-type"].startswith("text/csv") and len(csv.text.splitlines()) == 1 + 3
+    assert "attachment" in csv.headers["content-disposition"]
+    parquet = await api.get("/admin/v1/apps/{}/analytics/events.parquet".format(shop["app_id"]),
+                            params=JUNE, headers=admin)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(io.BytesIO(parquet.content)).num_rows == 3
+    usage = (await api.get("/v1/usage", params=JUNE, auth=auth)).json()
+    assert usage["totals"]["events"] == {"product_click": 1, "product_view": 1, "transaction": 1}
+    admin_report = await api.get(f"/admin/v1/apps/{shop['app_id']}/analytics/report",
+                                 params=JUNE, headers=admin)
+    assert admin_report.json()["totals"]["clicks"] == 1
+    missing = await api.get("/admin/v1/apps/nope/analytics/report", headers=admin)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
