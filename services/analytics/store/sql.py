@@ -8,8 +8,10 @@ Layout, for billions of rows:
 - Dedup: ReplacingMergeTree whose sorting key ends with the row's identity (event_id, reqid),
   read with FINAL. Duplicates share a partition (date is in both keys), so FINAL merges
   within partitions only, and background merges keep shrinking what FINAL has to do.
-  FINAL (not uniqExact/argMax) because it also makes sums (revenue, results served) exact;
-  the bench measures what it costs.
+  FINAL (not uniqExact/argMax) because it also makes sums (revenue, results served) exact,
+  and it is the faster of the two: bench/analytics.py, one app's month of 333k events with
+  2% delivered twice, chdb on 2 shared cores: daily funnel 37 ms with FINAL, 58 ms with
+  uniqExact(event_id), 21 ms without dedup (and wrong); 15 ms with FINAL once merged.
 
 Values travel as ClickHouse query parameters (`{name:Type}`), never spliced into the text;
 the only text substitution is the database name, checked against an identifier pattern.

@@ -1,12 +1,12 @@
 """JSON API for app-key clients (`/v1`): what a key opens. Data and search routes join later."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from magpie.common.controlplane.tables import Application
 from magpie.common.errors import NotFound
-from magpie.gateway.api.deps import Db, SearchAccess
+from magpie.gateway.api.deps import Db, SearchAccess, get_container
 from magpie.gateway.api.schemas import SchemaOut
 from magpie.gateway.controlplane import schema
 
@@ -20,6 +20,7 @@ class AppInfo(BaseModel):
     name: str
     image_type: str
     scope: str
+    item_count: int
 
 
 async def _account_of(db, app_id: str) -> int:  # noqa: ANN001
@@ -31,13 +32,15 @@ async def _account_of(db, app_id: str) -> int:  # noqa: ANN001
 
 
 @router.get("/app", response_model=AppInfo, name="app")
-async def app_info(a: SearchAccess, db: Db) -> AppInfo:
-    """The application your key opens, and the key's scope (full or search)."""
+async def app_info(a: SearchAccess, db: Db, request: Request) -> AppInfo:
+    """The application your key opens, the key's scope (full or search), and how many items
+    its index holds."""
     async with db() as s:
         app = await s.get(Application, a.app_id)
     if app is None:
         raise NotFound(f"No application {a.app_id}.")
-    return AppInfo(app_id=app.id, name=app.name, image_type=app.image_type, scope=a.scope)
+    count = await get_container(request).index.count(a.app_id)
+    return AppInfo(app_id=app.id, name=app.name, image_type=app.image_type, scope=a.scope, item_count=count)
 
 
 @router.get("/apps/{app_id}/schema", response_model=SchemaOut, name="schema")
