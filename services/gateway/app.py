@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from magpie.common.settings import Settings, get_settings
 from magpie.gateway import errors
-from magpie.gateway.api import admin, data, health, public
+from magpie.gateway.api import admin, data, health, public, reports, tracking
 from magpie.gateway.metrics import HttpMetrics, RequestMiddleware
 
 
@@ -37,4 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(public.router)
     app.include_router(data.router)
+    app.include_router(tracking.router)
+    app.include_router(reports.router)
     return app

@@ -15,6 +15,7 @@ from magpie.common.controlplane.db import create_schema, make_engine, make_sessi
 from magpie.common.controlplane.outbox import run_relay
 from magpie.common.controlplane.schema_provider import SchemaProvider
 from magpie.common.ports import Bus, ObjectStore, VectorIndex
+from magpie.common.ports.analytics import AnalyticsStore
 from magpie.common.settings import BusKind, ObjectStoreKind, Settings
 from magpie.gateway.controlplane.members import ensure_initial_owner
 from magpie.ingestion.service import IngestDeps, replay_pending
@@ -69,6 +70,7 @@ class Container:
     schemas: SchemaProvider
     ingest: IngestDeps
     index: VectorIndex
+    analytics: AnalyticsStore
     fetcher: Any = None
     models: Any = None
     ready: bool = False
@@ -94,6 +96,7 @@ class Container:
 
 def wire_subscribers(c: Container) -> None:
     """Subscribe every service's handlers: standalone mode runs them all in this process."""
+    from magpie.analytics import bootstrap as analytics
     from magpie.embedding import bootstrap as embedding
     from magpie.embedding.handlers import EmbedDeps
     from magpie.image_fetch import bootstrap as image_fetch
@@ -108,6 +111,7 @@ def wire_subscribers(c: Container) -> None:
     embedding.subscribe(c.bus, EmbedDeps(model_for=c.models.for_type, objects=c.objects,
                                          schemas=c.schemas, bus=c.bus))
     search.subscribe(c.bus, IndexDeps(index=c.index, schemas=c.schemas, bus=c.bus))
+    analytics.subscribe(c.bus, c.analytics)
 
 
 async def open_control_plane(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker]:
@@ -130,6 +134,7 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     if password:
         # Printed once, on the console only: it is not stored anywhere in clear.
         print(f"\n  Magpie initial owner: {settings.admin_email}  password: {password}\n", flush=True)
+    from magpie.analytics.bootstrap import build_analytics_store
     from magpie.embedding.bootstrap import Models
     from magpie.image_fetch.bootstrap import build_fetcher
     from magpie.search.bootstrap import build_index
@@ -138,8 +143,10 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     schemas = SchemaProvider(db)
     c = Container(settings=settings, engine=engine, db=db, bus=bus, objects=build_object_store(settings),
                   schemas=schemas, ingest=IngestDeps(store=IngestStore(db), bus=bus, schemas=schemas),
-                  index=build_index(settings), fetcher=build_fetcher(settings), models=Models(settings))
+                  index=build_index(settings), analytics=build_analytics_store(settings),
+                  fetcher=build_fetcher(settings), models=Models(settings))
     await c.objects.start()
+    await c.analytics.start()
     await c.index.start()
     await c.fetcher.start()
     # Load the default model now, in a thread, so the first insert does not wait for it.
@@ -159,6 +166,7 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
         stop.set()
         await asyncio.gather(*c._tasks, return_exceptions=True)
         await c.bus.stop()
+        await c.analytics.stop()
         await c.models.close()
         await c.fetcher.stop()
         await c.index.stop()

@@ -14,8 +14,6 @@ JUNE = {"from": "2024-06-01", "to": "2024-06-30"}
 
 @pytest.fixture(scope="module")
 def shop(server):
-    if "/v3/__va.gif" not in httpx.get(f"{server.url}/openapi.json").json()["paths"]:
-        pytest.skip("the analytics routes are not wired into the gateway (app.py / bootstrap.py)")
     token = httpx.post(f"{server.url}/admin/v1/sessions",
                        json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).json()["token"]
     r = httpx.post(f"{server.url}/admin/v1/apps", json={"name": "Tracked"},

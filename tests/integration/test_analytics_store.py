@@ -2,15 +2,17 @@
 adapter sends the very same SQL (it cannot run here: no ClickHouse server)."""
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
 from magpie.analytics import reports
+from magpie.analytics.handlers import on_item_status
 from magpie.analytics.store import sql
 from magpie.analytics.store.chdb_store import ChdbAnalyticsStore
 from magpie.analytics.store.clickhouse_store import ClickHouseAnalyticsStore
 from magpie.common.events.analytics import EventTracked, SearchServed
+from magpie.common.events.ingest import ItemStatus
 from magpie.common.ports.analytics import IngestLogRow, ReportQuery
 
 pytestmark = pytest.mark.integration
@@ -106,10 +108,14 @@ async def test_usage_counts_and_application_deletion(store):
     await store.insert_events(events)
     await store.insert_ingest_log([IngestLogRow("shop", "42", "im1", "search", "ok", 0, DAY1),
                                    IngestLogRow("shop", "42", "im2", "image-fetch", "failed", 201, DAY1)] * 2)
+    status = ItemStatus(app_id="shop", trans_id=42, im_name="im3", op="upsert", stage="embedding", ok=False,
+                        error_code=203, occurred_at=datetime(2024, 6, 10, tzinfo=UTC))
+    for _ in range(2):  # a re-delivered message counts once
+        await on_item_status(status, store)
     u = await reports.usage(store, "shop", *JUNE)
     assert u["totals"]["searches"] == {"search": 2, "uploadsearch": 1}
     assert u["totals"]["events"]["product_click"] == 4
-    assert u["totals"]["ingest"] == {"image-fetch:failed": 1, "search:ok": 1}
+    assert u["totals"]["ingest"] == {"embedding:failed": 1, "image-fetch:failed": 1, "search:ok": 1}
     await store.delete_app("shop")
     assert (await reports.usage(store, "shop", *JUNE))["by_day"] == []
     assert (await store.usage("other-shop", *JUNE))[0]["n"] == 1

@@ -3,15 +3,14 @@ handlers wired the way bootstrap wires them, the real chdb engine and the in-pro
 import asyncio
 import io
 import time
-from functools import partial
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from magpie.analytics.handlers import on_event_tracked, on_search_served
+from magpie.analytics import bootstrap as analytics
 from magpie.analytics.store.chdb_store import ChdbAnalyticsStore
-from magpie.common.events.analytics import EventTracked, SearchServed
+from magpie.common.events.analytics import SearchServed
 from magpie.common.settings import Settings
 from magpie.gateway import bootstrap
 from magpie.gateway.api import reports as report_routes
@@ -37,8 +36,7 @@ async def api(tmp_path, monkeypatch):
         def wire_with_analytics(c):
             wire(c)
             c.analytics = store
-            c.bus.subscribe(EventTracked, "analytics", partial(on_event_tracked, store=store))
-            c.bus.subscribe(SearchServed, "analytics", partial(on_search_served, store=store))
+            analytics.subscribe(c.bus, store)
 
         monkeypatch.setattr(bootstrap, "wire_subscribers", wire_with_analytics)
     app = create_app(settings)

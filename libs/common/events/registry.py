@@ -1,6 +1,7 @@
 """Every event type by topic: used to decode messages and to export JSON Schema."""
 from __future__ import annotations
 
+from magpie.common.events.analytics import EventTracked, SearchServed
 from magpie.common.events.base import Event
 from magpie.common.events.control import ApplicationCreated, ApplicationDeleted, SchemaChanged
 from magpie.common.events.ingest import ImageReady, ItemAccepted, ItemEmbedded, ItemStatus
@@ -10,6 +11,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         ApplicationCreated, ApplicationDeleted, SchemaChanged,
         ItemAccepted, ImageReady, ItemEmbedded, ItemStatus,
+        EventTracked, SearchServed,
     )
 }
 

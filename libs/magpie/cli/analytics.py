@@ -39,7 +39,7 @@ def run_with_store(app_id: str, account: int | None, fn: Callable[[Any], Awaitab
     """Check the application is the account's, open the analytics store, run `fn(store)`."""
 
     async def _main(db: Any, account_id: int) -> T:
-        from magpie.analytics.store import build_analytics_store
+        from magpie.analytics.bootstrap import build_analytics_store
         from magpie.common.settings import Settings
         from magpie.gateway.controlplane.apps import get_app
 

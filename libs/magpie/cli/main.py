@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import typer
 
+from magpie.cli.analytics import analytics_cli
 from magpie.cli.apps import apps_cli, keys_cli
 from magpie.cli.members import members_cli
 from magpie.cli.schema import schema_cli
@@ -17,6 +18,7 @@ app.add_typer(apps_cli, name="apps")
 app.add_typer(keys_cli, name="keys")
 app.add_typer(schema_cli, name="schema")
 app.add_typer(members_cli, name="members")
+app.add_typer(analytics_cli, name="analytics")
 
 
 @app.command()
