@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from magpie.common.settings import Settings, get_settings
 from magpie.gateway import errors
-from magpie.gateway.api import admin, data, health, public, reports, tracking
+from magpie.gateway.api import admin, data, health, public, reports, tracking, uploads
 from magpie.gateway.metrics import HttpMetrics, RequestMiddleware
 
 
@@ -39,4 +39,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(data.router)
     app.include_router(tracking.router)
     app.include_router(reports.router)
+    app.include_router(uploads.router)
     return app

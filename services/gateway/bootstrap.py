@@ -18,6 +18,7 @@ from magpie.common.ports import Bus, ObjectStore, VectorIndex
 from magpie.common.ports.analytics import AnalyticsStore
 from magpie.common.settings import BusKind, ObjectStoreKind, Settings
 from magpie.gateway.controlplane.members import ensure_initial_owner
+from magpie.ingestion import uploads
 from magpie.ingestion.service import IngestDeps, replay_pending
 from magpie.ingestion.store import IngestStore, create_tables
 
@@ -156,6 +157,10 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     replayed = await replay_pending(c.ingest)
     if replayed:
         log.info("replayed %d unfinished items from before the last stop", replayed)
+    resumed = await uploads.resume(uploads.UploadDeps(ingest=c.ingest, db=db, objects=c.objects,
+                                                      work_dir=settings.data_dir / "uploads"))
+    if resumed:
+        log.info("resumed %d CSV uploads", resumed)
     c.ready = True
     stop = asyncio.Event()
     c._tasks.append(asyncio.create_task(run_relay(db, c.bus, stop), name="outbox-relay"))
@@ -163,6 +168,7 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
         yield c
     finally:
         c.ready = False
+        await uploads.stop()
         stop.set()
         await asyncio.gather(*c._tasks, return_exceptions=True)
         await c.bus.stop()

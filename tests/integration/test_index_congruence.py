@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from magpie.common.errors import NotFound
+from magpie.common.errors import InvalidRequest, NotFound
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import AnyOf, Between, Filter, TextMatch
 from magpie.common.ports.index import IndexPoint, VectorIndex
@@ -123,6 +123,11 @@ async def scenario(index: VectorIndex) -> list[Any]:
     await index.ensure_collection(A, DIM, FIELDS)
     await index.ensure_collection(A, DIM, FIELDS)  # idempotent
     await index.upsert(A, CATALOG)
+    assert await index.count(A) == N
+    with pytest.raises(InvalidRequest):
+        await index.ensure_collection(A, DIM + 1, FIELDS)
+    with pytest.raises(InvalidRequest):
+        await index.upsert(A, [IndexPoint("short", [1.0, 0.0], {})])
     assert await index.count(A) == N
 
     # Re-upserting an im_name replaces the point.

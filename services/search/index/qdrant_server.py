@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from magpie.common.errors import InvalidRequest, NotFound, Unavailable
+from magpie.common.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import Filter
 from magpie.common.ports.index import Hit, IndexPoint
@@ -78,9 +78,9 @@ class QdrantServerIndex:
                 await self._call(c.create_collection(
                     name, vectors_config=m.VectorParams(size=dim, distance=m.Distance.COSINE),
                     metadata=metadata))
-            except InvalidRequest:
+            except (Conflict, ValueError):  # local mode says ValueError
                 if not await self._call(c.collection_exists(name)):
-                    raise  # not another replica creating it at the same time
+                    raise  # not another replica that created it meanwhile
         info = await self._call(c.get_collection(name))
         size = info.config.params.vectors.size
         if size != dim:
@@ -220,6 +220,8 @@ class QdrantServerIndex:
                 raise NotFound(_reason(exc)) from exc
             if status >= 500 or status == 429:
                 raise Unavailable(_reason(exc)) from exc
+            if status == 409:
+                raise Conflict(_reason(exc)) from exc
             raise InvalidRequest(_reason(exc)) from exc
         except ResponseHandlingException as exc:  # connection refused, timeout
             raise Unavailable(f"Qdrant unreachable: {exc.source!r}") from exc
