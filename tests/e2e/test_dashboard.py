@@ -1,0 +1,398 @@
+"""The dashboard in Debian Chromium (Playwright) against a real server: sign-in → application →
+schema → keys → status → catalog → try it → analytics → members; steps run in file order."""
+import re
+import time
+
+import httpx
+import pytest
+
+from tests.fixtures.browser import csrf_of, enable_try_form, new_page, shot, sign_in
+from tests.fixtures.images import serve
+from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD
+
+pytestmark = pytest.mark.e2e
+VIEWER = ("viewer@example.com", "viewer-password")
+OTHER = ("other-owner@example.com", "other-password")
+
+
+@pytest.fixture(scope="module")
+def images():
+    with serve() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shop():
+    """What the steps learn about the application they create (ids and keys)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def page(chromium, dashboard_server):
+    page = new_page(chromium, dashboard_server.url)
+    yield page
+    page.context.close()
+
+
+def test_sign_in_refuses_a_wrong_password_then_opens_the_dashboard(page):
+    page.goto("/dashboard/apps")
+    assert "/dashboard/sign-in" in page.url
+    sign_in(page, ADMIN_EMAIL, "not-the-password")
+    assert "Wrong email or password" in page.locator("#err-password").inner_text()
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("#sign-in-form button[type=submit]")
+    page.wait_for_url("**/dashboard/apps")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "magpie_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and not cookie["secure"]  # plain http here
+    shot(page, "01-signed-in")
+
+
+def test_create_application_validates_and_shows_the_secret_once(page, shop):
+    page.goto("/dashboard/apps")
+    page.click("#create-app-form button[type=submit]")  # empty name: refused by AppIn, like the API
+    assert page.locator("#err-name").is_visible()
+    page.fill("#app-name", "Shoe shop")
+    page.check("input[name=image_type][value=fashion]")
+    page.click("#create-app-form button[type=submit]")
+    shop.update(app_id=page.inner_text("#new-app-id"), access_key=page.inner_text("#new-access-key"),
+                secret_key=page.inner_text("#new-secret-key"), app_key=page.inner_text("#new-app-key"))
+    assert page.locator("#app-switcher option:checked").inner_text() == "Shoe shop"
+    shot(page, "02-app-created")
+    page.goto(f"/dashboard/apps/{shop['app_id']}/integration")
+    assert shop["secret_key"] not in page.content()  # never shown again
+
+
+def test_schema_preset_bad_name_and_removal(page, shop):
+    page.goto(f"/dashboard/apps/{shop['app_id']}/schema")
+    assert page.locator("#schema-warning").is_visible()
+    page.click("#preset-form button[type=submit]")
+    page.wait_for_url("**/schema?done=preset")
+    assert page.locator("tr[data-field=category]").count() == 1
+    page.fill("#field-name", "bad-name")
+    page.click("#add-field-form button[type=submit]")
+    assert "may contain only letters" in page.locator("#err-name").inner_text()
+    shot(page, "03-schema-error")
+    page.fill("#field-name", "brand")
+    page.check("#add-field-form input[name=searchable]")
+    page.click("#add-field-form button[type=submit]")
+    page.wait_for_url("**/schema?done=added")
+    page.click("tr[data-field=gender] .remove-field")  # confirm() is accepted by the fixture
+    page.wait_for_url("**/schema?done=removed")
+    fields = page.locator("#schema-table tr[data-field]").evaluate_all("rows => rows.map(r => r.dataset.field)")
+    assert "gender" not in fields and {"brand", "price", "category"} <= set(fields)
+    shot(page, "03-schema-saved")
+
+
+def test_keys_create_and_revoke(page, dashboard_server, shop):
+    page.goto(f"/dashboard/apps/{shop['app_id']}/integration")
+    page.fill("#key-label", "ci")
+    page.click("#create-key-form button[type=submit]")
+    access, secret = page.inner_text("#created-access-key"), page.inner_text("#created-secret-key")
+    v1_app = f"{dashboard_server.url}/v1/app"
+    assert httpx.get(v1_app, auth=(access, secret)).status_code == 200
+    page.click(f"tr[data-access-key='{access}'] .revoke")
+    page.wait_for_url("**/integration?done=revoked")
+    assert "revoked" in page.locator(f"tr[data-access-key='{access}']").get_attribute("class")
+    assert httpx.get(v1_app, auth=(access, secret)).status_code == 401
+    shot(page, "04-keys")
+
+
+def test_rename_and_delete_with_confirmation(page):
+    page.goto("/dashboard/apps")
+    page.fill("#app-name", "Doomed")
+    page.click("#create-app-form button[type=submit]")
+    app_id = page.inner_text("#new-app-id")
+    page.goto(f"/dashboard/apps/{app_id}")
+    page.fill("#rename-name", "")
+    page.click("#rename-form button[type=submit]")
+    assert page.locator("#err-name").is_visible()
+    page.fill("#rename-name", "Doomed app")
+    page.click("#rename-form button[type=submit]")
+    page.wait_for_url("**?done=renamed")
+    page.click("#delete-app-link")
+    page.fill("#confirm", "Doomed")  # not the exact name
+    page.click("#delete-app-form button[type=submit]")
+    assert page.locator("#err-confirm").is_visible()
+    page.fill("#confirm", "Doomed app")
+    page.click("#delete-app-form button[type=submit]")
+    page.wait_for_url("**/apps?done=deleted")
+    assert "Doomed app" not in page.locator("#app-switcher").inner_text()
+    assert page.request.get(f"/dashboard/apps/{app_id}").status == 404
+
+
+def test_status_lists_a_data_api_transaction_and_the_catalog_its_item(page, dashboard_server, images, shop):
+    r = httpx.post(f"{dashboard_server.url}/insert", auth=(shop["access_key"], shop["secret_key"]), data={
+        "im_name[0]": "red-shoe", "im_url[0]": f"{images}/ok/a.png", "brand[0]": "Nike", "price[0]": "49.99",
+        "category[0]": "shoes", "im_name[1]": "broken", "im_url[1]": f"{images}/404"}).json()
+    trans_id = r["trans_id"]
+    page.goto(f"/dashboard/apps/{shop['app_id']}/status")
+    row = page.locator(f"tr[data-trans-id='{trans_id}']")
+    assert row.is_visible()
+    row.locator(".pct", has_text="100%").wait_for(timeout=90_000)  # the page refreshes while running
+    shot(page, "05-status")
+    row.locator("a").first.click()
+    assert "broken" in page.locator("#tx-errors").inner_text()
+
+    page.goto(f"/dashboard/apps/{shop['app_id']}/catalog")
+    item = page.locator(".item[data-im-name='red-shoe']")
+    thumb = item.locator("img.thumb")
+    thumb.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+    assert "Nike" in item.inner_text() and page.locator(".item[data-im-name='broken']").count() == 0
+    shot(page, "06-catalog")
+    page.fill("#fq", "price:40,50")
+    page.click("#catalog-filters button[type=submit]")
+    assert page.locator(".item[data-im-name='red-shoe']").count() == 1
+    page.fill("#fq", "price:1,2")
+    page.click("#catalog-filters button[type=submit]")
+    assert page.locator("#catalog-empty").is_visible()
+    page.fill("#fq", "nosuchfield:1")
+    page.click("#catalog-filters button[type=submit]")
+    assert "not a field of the schema" in page.locator("#err-fq").inner_text()
+
+
+def test_csv_upload_confirms_the_detected_schema_and_shows_progress(page, images):
+    page.goto("/dashboard/apps")
+    page.fill("#app-name", "CSV shop")  # no schema yet: the upload proposes one
+    page.click("#create-app-form button[type=submit]")
+    app_id = page.inner_text("#new-app-id")
+    page.goto(f"/dashboard/apps/{app_id}/upload")
+    assert "_INCREMENT.csv.gz" in page.locator("#sftp-modes").inner_text()
+    page.click("#upload-form button[type=submit]")
+    assert page.locator("#err-file").is_visible()
+    latin1 = {"name": "x.csv", "mimeType": "text/csv", "buffer": b"\xff\xfe"}
+    page.set_input_files("#upload-file", files=[latin1])
+    page.click("#upload-form button[type=submit]")  # refused by the upload use case, shown in place
+    page.locator("#err-file", has_text="UTF-8").wait_for()
+    csv = (f"im_name,im_url,brand,price,notes\ncsv-1,{images}/ok/b.png,Puma,19.5,x\n"
+           f"csv-2,{images}/404,Adidas,20,y\n").encode()
+    page.set_input_files("#upload-file", files=[{"name": "feed.csv", "mimeType": "text/csv", "buffer": csv}])
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url("**/uploads/*")
+    assert page.locator("#proposed-fields select[name='type.price']").input_value() == "float"
+    page.uncheck("#proposed-fields input[name=include][value=notes]")
+    shot(page, "05-upload-confirm")
+    page.click("#confirm-form button[type=submit]")
+    page.locator("#upload-progress-facts .pct", has_text="100%").wait_for(timeout=60_000)
+    assert "notes" in page.locator("dl.facts").first.inner_text()  # listed as ignored
+    shot(page, "05-upload-done")
+    page.click("#upload-transaction")
+    assert "csv-2" in page.locator("#tx-errors").inner_text()
+
+
+def test_try_it_finds_similar_or_says_search_is_not_there_yet(page, shop):
+    page.goto(f"/dashboard/apps/{shop['app_id']}/try?im_name=red-shoe")
+    if page.locator("#search-unavailable").count():
+        assert page.locator("#try-submit").is_disabled()
+        shot(page, "07-try-unavailable")
+        enable_try_form(page)  # the client itself also notices a missing route (404)
+        page.click("#try-submit")
+        page.locator("#try-status", has_text="not available").wait_for()
+        return
+    result = page.locator("#try-results .result[data-im-name='red-shoe']")
+    result.wait_for(timeout=30_000)
+    assert re.search(r"score \d\.\d{4}", result.inner_text())
+    shot(page, "07-try")
+
+
+# The reference's response shape (visearch-api.md §1.3): the client must render exactly this.
+SEARCH_ANSWER = {"status": "OK", "method": "search", "error": [], "page": 1, "limit": 10, "total": 1,
+                 "result": [{"im_name": "red-shoe", "score": 0.98765,
+                             "value_map": {"brand": "Nike", "price": "49.990000"}}],
+                 "facets": [{"key": "brand", "items": [{"value": "Nike", "count": 1}]},
+                            {"key": "price", "range": {"min": 49.99, "max": 49.99}}],
+                 "reqid": "647331357030156285"}
+
+
+def test_try_it_client_speaks_the_visearch_format(page, shop):
+    from tests.fixtures.images import make_image
+
+    seen = []
+
+    def answer(route):
+        seen.append(route.request)
+        body = dict(SEARCH_ANSWER, method="uploadsearch" if route.request.method == "POST" else "search")
+        route.fulfill(json=body)
+
+    page.route("**/search?*", answer)
+    page.route("**/uploadsearch", answer)
+    try:
+        page.goto(f"/dashboard/apps/{shop['app_id']}/try")
+        enable_try_form(page)
+        page.fill("#try-im-name", "red-shoe")
+        page.fill("#fq-price", "10,60")
+        page.click("#try-submit")
+        result = page.locator("#try-results .result[data-im-name='red-shoe']")
+        assert "score 0.9877" in result.inner_text() and "Nike" in result.inner_text()
+        query = seen[-1].url
+        for part in (f"access_key={shop['app_key']}", "im_name=red-shoe", "score=true", "fq=price%3A10%2C60",
+                     "facets=category%2Csub_category%2Cprice%2Cdiscounted_price%2Cbrand"):
+            assert part in query, (part, query)
+        with page.expect_request("**/search?*") as again:  # a facet value becomes a filter
+            page.click("#try-facets-out button:has-text('Nike (1)')")
+        assert "fq=brand%3ANike" in again.value.url and page.input_value("#fq-brand") == "Nike"
+        page.set_input_files("#try-image", files=[{"name": "q.png", "mimeType": "image/png",
+                                                   "buffer": make_image("png")}])
+        page.click("#try-submit")
+        page.locator("#try-status", has_text="1 result").wait_for()
+        upload = seen[-1]
+        assert upload.method == "POST" and b'name="image"' in upload.post_data_buffer
+        assert shop["app_key"].encode() in upload.post_data_buffer
+        shot(page, "07-try-client")
+    finally:
+        page.unroute("**/search?*")
+        page.unroute("**/uploadsearch")
+
+
+def test_analytics_draws_charts_and_exports_raw_events(page, dashboard_server, shop):
+    now = int(time.time() * 1000)
+    events = {"uid": "u1", "events": [
+        {"action": "product_click", "queryId": "q1", "pid": "red-shoe", "pos": 2, "ts": now},
+        {"action": "add_to_cart", "queryId": "q1", "pid": "red-shoe", "ts": now + 1},
+        {"action": "transaction", "queryId": "q1", "pid": "red-shoe", "value": 49.99, "currency": "USD",
+         "ts": now + 2}]}
+    r = httpx.post(f"{dashboard_server.url}/v3/events", params={"code": shop["app_key"]}, json=events)
+    assert r.json()["status"] == "OK", r.text
+    url = f"/dashboard/apps/{shop['app_id']}/analytics"
+    deadline = time.monotonic() + 20
+    page.goto(url)
+    while "1\nclicks" not in page.locator("#kpis").inner_text() and time.monotonic() < deadline:
+        time.sleep(0.5)  # events travel over the bus and a buffered writer before they count
+        page.goto(url)
+    page.wait_for_function("document.querySelectorAll('.chart.js-plotly-plot').length === 5")
+    assert "1\nclicks" in page.locator("#kpis").inner_text()
+    shot(page, "08-analytics")
+    download = page.request.get(page.get_attribute("#download-csv", "href"))
+    assert download.status == 200 and "red-shoe" in download.text()
+    page.goto(f"{url}?from=2024-02-01&to=2024-01-01")
+    assert "must not be after" in page.locator("#err-from").inner_text()
+    page.goto(f"/dashboard/apps/{shop['app_id']}/usage")
+    page.wait_for_function("document.querySelectorAll('#chart-usage.js-plotly-plot').length === 1")
+    shot(page, "09-usage")
+
+
+def test_members_viewer_sees_no_edit_controls_and_cannot_post(page, chromium, dashboard_server, shop):
+    page.goto("/dashboard/members")
+    page.fill("#member-email", VIEWER[0])
+    page.fill("#member-password", "short")
+    page.click("#add-member-form button[type=submit]")
+    assert "at least 8" in page.locator("#err-password").inner_text()
+    page.fill("#member-password", VIEWER[1])
+    page.select_option("#member-role", "viewer")
+    page.click("#add-member-form button[type=submit]")
+    page.wait_for_url("**/members?done=added")
+    shot(page, "10-members")
+
+    viewer = new_page(chromium, dashboard_server.url)
+    try:
+        sign_in(viewer, *VIEWER)
+        viewer.wait_for_url(f"**/dashboard/apps/{shop['app_id']}")
+        assert viewer.locator("#rename-form, #delete-app-link, #create-app-link").count() == 0
+        viewer.goto(f"/dashboard/apps/{shop['app_id']}/schema")
+        assert viewer.locator("tr[data-field=brand]").count() == 1
+        assert viewer.locator("#add-field-form, #preset-form, .remove-field").count() == 0
+        viewer.goto(f"/dashboard/apps/{shop['app_id']}/integration")
+        assert viewer.locator("#create-key-form, .revoke").count() == 0
+        viewer.goto("/dashboard/members")
+        assert viewer.locator("#add-member-form, #members-table form").count() == 0
+        shot(viewer, "11-viewer")
+        token = csrf_of(viewer)  # a valid token: the refusal must come from the role
+        attempts = (
+            (f"/dashboard/apps/{shop['app_id']}/schema/fields", {"name": "sneaky", "type": "string"}),
+            ("/dashboard/apps", {"name": "Nope", "image_type": "general"}),
+            (f"/dashboard/apps/{shop['app_id']}/delete", {"confirm": "Shoe shop"}),
+            ("/dashboard/members", {"email": "x@example.com", "password": "whatever-1", "role": "owner"}),
+        )
+        for path, form in attempts:
+            r = viewer.request.post(path, form={"csrf": token, **form}, max_redirects=0)
+            assert r.status == 403, (path, r.status)
+        viewer.goto(f"/dashboard/apps/{shop['app_id']}/schema")
+        assert viewer.locator("tr[data-field=sneaky]").count() == 0
+    finally:
+        viewer.context.close()
+
+
+def test_posts_without_the_csrf_token_are_refused(page, shop):
+    r = page.request.post(f"/dashboard/apps/{shop['app_id']}/schema/fields",
+                          form={"name": "csrfless", "type": "string"}, max_redirects=0)
+    assert r.status == 403
+    r = page.request.post(f"/dashboard/apps/{shop['app_id']}/schema/fields",
+                          form={"csrf": "forged", "name": "csrfless", "type": "string"}, max_redirects=0)
+    assert r.status == 403
+
+
+def test_another_account_sees_none_of_these_applications(chromium, dashboard_server, shop):
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from magpie.common.controlplane.secrets import hash_password
+    from magpie.common.controlplane.tables import Account, Member
+    from magpie.common.settings import Settings
+
+    # No API creates accounts (one installation, one account), so the test writes one directly.
+    url = Settings(data_dir=dashboard_server.data_dir).resolved_database_url.replace("+aiosqlite", "")
+    engine = create_engine(url)
+    with Session(engine) as s, s.begin():
+        account = Account(name="Other")
+        s.add(account)
+        s.flush()
+        s.add(Member(account_id=account.id, email=OTHER[0], name="Other", role="owner",
+                     password_hash=hash_password(OTHER[1])))
+    engine.dispose()
+    other = new_page(chromium, dashboard_server.url)
+    try:
+        sign_in(other, *OTHER)
+        other.wait_for_url("**/dashboard/apps")
+        assert "Shoe shop" not in other.content()
+        app = f"/dashboard/apps/{shop['app_id']}"
+        for path in (app, f"{app}/schema", f"{app}/catalog", f"{app}/thumbnail?im_name=red-shoe",
+                     f"/dashboard/switch?app_id={shop['app_id']}"):
+            assert other.request.get(path, max_redirects=0).status == 404, path
+        assert other.request.post(f"{app}/delete", form={"csrf": csrf_of(other), "confirm": "Shoe shop"},
+                                  max_redirects=0).status == 404
+        shot(other, "12-other-account")
+    finally:
+        other.context.close()
+
+
+def test_last_owner_stays_and_sign_out_ends_the_session(page, dashboard_server):
+    page.goto("/dashboard/members")
+    me = page.locator(f"tr[data-member='{ADMIN_EMAIL}']")
+    me.locator("select[name=role]").select_option("viewer")
+    me.locator("button:has-text('Change')").click()
+    assert "at least one owner" in page.locator(f"tr[data-member='{ADMIN_EMAIL}'] .field-error").inner_text()
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "magpie_session")
+    page.click("#sign-out")
+    page.wait_for_url("**/dashboard/sign-in")
+    assert not [c for c in page.context.cookies() if c["name"] == "magpie_session"]
+    r = httpx.get(f"{dashboard_server.url}/admin/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    page.goto("/dashboard/members")
+    assert "/dashboard/sign-in?next=" in page.url
+
+
+def test_session_cookie_is_secure_behind_https(dashboard_server):
+    https = {"X-Forwarded-Proto": "https"}  # what a TLS-terminating proxy on this host sends
+    with httpx.Client(base_url=dashboard_server.url, headers=https) as client:
+        token = client.get("/dashboard/sign-in").cookies["magpie_login_csrf"]  # Secure: sent by hand
+        r = client.post("/dashboard/sign-in", headers={"Cookie": f"magpie_login_csrf={token}"},
+                        data={"csrf": token, "email": OTHER[0], "password": OTHER[1]})
+    cookie = r.headers["set-cookie"]
+    assert r.status_code == 303 and "magpie_session=" in cookie
+    assert all(flag in cookie for flag in ("HttpOnly", "Secure", "SameSite=lax"))
+
+
+def test_every_dashboard_form_route_checks_csrf():
+    from magpie.gateway import dashboard
+    from magpie.gateway.dashboard.session import CSRF_CHECKS
+    from magpie.gateway.dashboard.web import served_routes
+
+    def calls(dependant):
+        yield dependant.call
+        for sub in dependant.dependencies:
+            yield from calls(sub)
+
+    posts = [r for r in served_routes(dashboard.router.routes) if "POST" in (r.methods or ())]
+    assert len(posts) >= 10
+    for route in posts:
+        assert any(c in CSRF_CHECKS for c in calls(route.dependant)), route.path
