@@ -2,17 +2,19 @@
 
     python bench/ingest.py [--n 2000] [--batch 100] [--concurrency 4] [--fresh 20]
                            [--raw-n 512] [--model-cache DIR] [--env KEY=VALUE ...]
-                           [--profile OUT.txt]
+                           [--profile OUT.txt [--profile-args='--gil']]
 
 Serves N distinct synthetic product pictures (JPEG, 300-600 px) from a local HTTP server,
 starts `magpie serve` on a fresh data dir, inserts every item through the Data API
 (`POST /insert`, `--batch` items per call, `--concurrency` calls in flight) and polls
-`/insert/status` until every item is indexed. Then it times the same ONNX model, loaded in
-this process from the same cache, on the same decoded images at batch 32, measures the
+`/insert/status` until every item is indexed. Right before and after that, it times the same
+ONNX model, loaded in this process from the same cache, on the same decoded images at batch
+32 (the server idle meanwhile). Last it measures the
 freshness of single-item inserts on an idle server (status polled every 20 ms), and prints
 a table with the server's peak RSS and the CPU the server, this process and the rest of the
 machine used meanwhile (other work on the machine makes every rate noisy).
-`--profile` records the server with py-spy (collapsed stacks) during the bulk insert.
+`--profile` records the server with py-spy (collapsed stacks) during the bulk insert: install
+it with `pip install py-spy` (or point $PY_SPY at its binary); it needs ptrace rights.
 """
 from __future__ import annotations
 
@@ -44,7 +46,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD, start_server, stop_server  # noqa: E402
+from tests.fixtures.server import (  # noqa: E402
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    start_server,
+    stop_server,
+)
 
 RAW_BATCH = 32
 FRESH_POLL_S = 0.02
@@ -70,16 +77,14 @@ def product_jpeg(i: int) -> bytes:
     x1, y1 = int(w * rng.uniform(0.7, 0.9)), int(h * rng.uniform(0.7, 0.9))
     kind = i % 4
     if kind == 0:  # a bottle: body and neck
-        neck = (x1 - x0) // 4
-        draw.rounded_rectangle([x0, y0 + (y1 - y0) // 4, x1, y1], radius=neck, fill=colour)
-        draw.rectangle([(x0 + x1) // 2 - neck // 2, y0, (x0 + x1) // 2 + neck // 2, y0 + (y1 - y0) // 4],
-                       fill=accent)
+        neck, shoulder, middle = (x1 - x0) // 4, y0 + (y1 - y0) // 4, (x0 + x1) // 2
+        draw.rounded_rectangle([x0, shoulder, x1, y1], radius=neck, fill=colour)
+        draw.rectangle([middle - neck // 2, y0, middle + neck // 2, shoulder], fill=accent)
     elif kind == 1:  # a shirt: body and sleeves
-        sleeve = (x1 - x0) // 4
-        draw.polygon([(x0, y0 + sleeve), (x0 + sleeve, y0), (x1 - sleeve, y0), (x1, y0 + sleeve),
-                      (x1 - sleeve // 2, y0 + 2 * sleeve), (x1 - sleeve, y0 + sleeve), (x1 - sleeve, y1),
-                      (x0 + sleeve, y1), (x0 + sleeve, y0 + sleeve), (x0 + sleeve // 2, y0 + 2 * sleeve)],
-                     fill=colour)
+        s = (x1 - x0) // 4  # sleeve
+        draw.polygon([(x0, y0 + s), (x0 + s, y0), (x1 - s, y0), (x1, y0 + s),
+                      (x1 - s // 2, y0 + 2 * s), (x1 - s, y0 + s), (x1 - s, y1), (x0 + s, y1),
+                      (x0 + s, y0 + s), (x0 + s // 2, y0 + 2 * s)], fill=colour)
     elif kind == 2:  # a bag or a ball
         draw.ellipse([x0, y0, x1, y1], fill=colour, outline=accent, width=6)
     else:  # a box with stripes
@@ -191,15 +196,17 @@ class Usage:
 
 async def create_app(client: httpx.AsyncClient) -> tuple[str, str, str]:
     """A new application with a small schema: (app_id, access_key, secret_key)."""
-    r = await client.post("/admin/v1/sessions", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    r = await client.post("/admin/v1/sessions",
+                          json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     r.raise_for_status()
     headers = {"Authorization": f"Bearer {r.json()['token']}"}
     r = await client.post("/admin/v1/apps", json={"name": "Ingest bench"}, headers=headers)
     r.raise_for_status()
     app = r.json()
-    r = await client.put(f"/admin/v1/apps/{app['app_id']}/schema", headers=headers, json={"fields": [
-        {"name": "brand", "type": "string", "searchable": True},
-        {"name": "price", "type": "float", "searchable": True}]})
+    fields = [{"name": "brand", "type": "string", "searchable": True},
+              {"name": "price", "type": "float", "searchable": True}]
+    r = await client.put(f"/admin/v1/apps/{app['app_id']}/schema", headers=headers,
+                         json={"fields": fields})
     r.raise_for_status()
     return app["app_id"], app["access_key"], app["secret_key"]
 
@@ -329,20 +336,23 @@ def decode(data: bytes) -> Image.Image:
 
 def percentile(values: list[float], q: int) -> float:
     """The q-th percentile (1..99), inclusive method: exact for small samples."""
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 # --- profiling ------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def py_spy(pid: int, out: Path | None) -> Iterator[None]:
-    """Record `pid` with py-spy (collapsed stacks in `out`) for the duration of the block."""
+def py_spy(pid: int, out: Path | None, extra: list[str]) -> Iterator[None]:
+    """Record `pid` with py-spy (collapsed stacks in `out`) for the duration of the block;
+    `extra` py-spy options, e.g. --gil (only the thread holding the GIL) or --threads."""
     if out is None:
         yield
         return
-    exe = shutil.which("py-spy") or os.environ.get("PY_SPY", "py-spy")
+    exe = os.environ.get("PY_SPY") or shutil.which("py-spy") or "py-spy"
     proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
-                             "--output", str(out), "--nonblocking"],
+                             "--output", str(out), "--nonblocking", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # attach before the work starts
     try:
@@ -358,6 +368,17 @@ def py_spy(pid: int, out: Path | None) -> Iterator[None]:
 
 # --- main -----------------------------------------------------------------------------------
 
+def start(data: Path, env: dict[str, str], tries: int = 3):  # noqa: ANN201 - a Server
+    """`magpie serve`, started again when another process took its free port meanwhile."""
+    for attempt in range(tries):
+        try:
+            return start_server(data, env, timeout=180)
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc) or attempt == tries - 1:
+                raise
+            shutil.rmtree(data, ignore_errors=True)
+
+
 async def run(args: argparse.Namespace, tmp: Path) -> None:
     ids = list(range(args.n))
     fresh_ids = list(range(args.n, args.n + args.fresh))
@@ -368,12 +389,16 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
           f"({sum(map(len, images.values())) / len(images) / 1024:.0f} KiB each on average)",
           file=sys.stderr)
     args.model_cache.mkdir(parents=True, exist_ok=True)
-    embedder = load_embedder(tmp / "bench-data", args.model_cache)  # exports here, not in the server
+    # Exported here if needed, so that the server's start does not include an export.
+    embedder = load_embedder(tmp / "bench-data", args.model_cache)
     sample = [decode(images[i]) for i in ids[:args.raw_n]]
 
-    env = {"MAGPIE_ALLOW_PRIVATE_IMAGE_URLS": "true", "MAGPIE_MODEL_CACHE_DIR": str(args.model_cache),
+    env = {"MAGPIE_ALLOW_PRIVATE_IMAGE_URLS": "true",
+           "MAGPIE_MODEL_CACHE_DIR": str(args.model_cache),
+           # No SFTP listener: its fixed port clashes with other servers on the machine.
+           "MAGPIE_SFTP_ENABLED": "false",
            **dict(kv.split("=", 1) for kv in args.env)}
-    server = start_server(tmp / "data", env, timeout=180)
+    server = start(tmp / "data", env)
     pid = server.process.pid
     try:
         with serve_images(images) as base:
@@ -386,7 +411,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 await wait_done(client, await insert(client, insert_form(base, [warm_id])), 0.1)
                 raw_before = raw_rate(embedder, sample)
                 mark = Usage.mark(pid)
-                with py_spy(pid, args.profile):
+                with py_spy(pid, args.profile, args.profile_args.split()):
                     bulk = await bulk_insert(client, base, ids, args.batch, args.concurrency)
                 usage = Usage.during(pid, mark)
                 raw_after = raw_rate(embedder, sample)
@@ -413,7 +438,8 @@ def report(args: argparse.Namespace, app_id: str, bulk: BulkResult, usage: Usage
         ("end to end / raw (target >= 90 %)", f"{100 * e2e / raw_rate_:8.1f} %"),
         ("CPU per image: server, end to end", f"{server_cpu:8.1f} ms"),
         ("CPU per image: raw embedder", f"{raw_cpu:8.1f} ms"),
-        ("raw / server CPU per image", f"{100 * raw_cpu / server_cpu:8.1f} %  (load-independent ratio)"),
+        ("raw / server CPU per image",
+         f"{100 * raw_cpu / server_cpu:8.1f} %  (CPU time: less load-sensitive)"),
         (f"freshness, 1 item, idle (n={len(fresh)})",
          f"p50 {1000 * percentile(fresh, 50):.0f} ms   p95 {1000 * percentile(fresh, 95):.0f} ms   "
          f"max {1000 * max(fresh):.0f} ms"),
@@ -445,6 +471,8 @@ def main() -> None:
                         help="extra server setting, e.g. MAGPIE_EMBEDDING_BATCH_SIZE=64")
     parser.add_argument("--profile", type=Path, default=None,
                         help="record the server with py-spy during the bulk insert")
+    parser.add_argument("--profile-args", default="", metavar="='--gil --threads'",
+                        help="with --profile: more py-spy options (note the =)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (server log)")
     args = parser.parse_args()
     args.raw_n = max(1, min(args.raw_n, args.n))

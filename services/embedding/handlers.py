@@ -53,7 +53,9 @@ async def on_image_ready(event: ImageReady, deps: EmbedDeps) -> None:
         await deps.bus.publish(_pass(event))
         return
     try:
-        schema = await deps.schemas.get(event.app_id)
+        # Only the image type is needed here; it changes rarely, so a few seconds' cache
+        # saves a database round trip per item.
+        schema = await deps.schemas.get(event.app_id, max_age_s=5.0)
     except NotFound:
         return  # the application was deleted meanwhile: nothing to index
     model = await deps.model_for(schema.image_type)
