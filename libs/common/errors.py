@@ -124,6 +124,45 @@ class UnsupportedDimension(MagpieError):
     code, message, http_status = 203, "Unsupported image dimension.", 422
 
 
+# --- search API (codes from the reference, §7; legacy search errors are strings) -----------
+class ImageNotFound(MagpieError):
+    code, message, http_status = 1101, "Image not found with im_name.", 404
+
+
+class InvalidImageFormat(MagpieError):
+    code, message, http_status = 1102, "Invalid image file format.", 400
+
+
+class InvalidImageDimension(MagpieError):
+    code, message, http_status = 1103, "The image format or dimension is invalid.", 400
+
+
+class InvalidImageUrl(MagpieError):
+    code, message, http_status = 1104, "Invalid image or im_url.", 400
+
+
+class ImageDownloadFailed(MagpieError):
+    code, http_status = 1105, 502
+    message = "Could not download the image, please try again later."
+
+
+class ImageDownloadTimeout(MagpieError):
+    code, http_status = 1106, 504
+    message = "Timeout while downloading image, please try again later."
+
+
+class NoImages(MagpieError):
+    code, message, http_status = 1107, "App doesn't have any images.", 404
+
+
+class ImageIdNotFound(MagpieError):
+    code, message, http_status = 1110, "Missing im_id.", 404
+
+
+class MissingQueryImage(MagpieError):
+    code, message, http_status = 1111, "Missing im_url or im_id.", 400
+
+
 # --- infrastructure -------------------------------------------------------------------------
 class Unavailable(MagpieError):
     """A dependency is down or busy: the operation may succeed later."""

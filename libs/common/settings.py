@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(32, ge=1)
     embedding_batch_wait_s: float = Field(0.02, ge=0)
 
+    # SFTP datafeed server (in-process in standalone mode); empty host means `host`.
+    sftp_enabled: bool = True
+    sftp_host: str = ""
+    sftp_port: int = Field(2222, ge=1, le=65535)
+    # Generated on first start; default `<data_dir>/sftp_host_ed25519_key`.
+    sftp_host_key: Path | None = None
+    # A FULL feed that would remove more than this share of a catalog of at least
+    # `sftp_guard_min_items` items is refused (an empty, truncated or garbled file).
+    sftp_guard_min_items: int = Field(100, ge=0)
+    sftp_guard_max_remove: float = Field(0.5, ge=0, le=1)
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:

@@ -8,7 +8,8 @@ from fastapi import FastAPI
 
 from magpie.common.settings import Settings, get_settings
 from magpie.gateway import dashboard, errors
-from magpie.gateway.api import admin, data, health, public, reports, tracking, uploads
+from magpie.gateway.api import admin, data, health, public, reports, search, tracking, uploads
+from magpie.gateway.api import sftp as sftp_api
 from magpie.gateway.metrics import HttpMetrics, RequestMiddleware
 
 
@@ -40,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(reports.router)
     app.include_router(uploads.router)
+    app.include_router(sftp_api.router)
+    app.include_router(search.router)
     app.include_router(dashboard.router)
     app.mount(dashboard.STATIC_PATH, dashboard.static_files(), name="dashboard-static")
     return app

@@ -20,6 +20,7 @@ from magpie.common.settings import BusKind, ObjectStoreKind, Settings
 from magpie.gateway.controlplane.members import ensure_initial_owner
 from magpie.ingestion import uploads
 from magpie.ingestion.service import IngestDeps, replay_pending
+from magpie.ingestion.sftp.tables import create_tables as create_sftp_tables
 from magpie.ingestion.store import IngestStore, create_tables
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Container:
     analytics: AnalyticsStore
     fetcher: Any = None
     models: Any = None
+    search: Any = None  # magpie.search.query.SearchDeps: the query side
     ready: bool = False
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -120,6 +122,7 @@ async def open_control_plane(settings: Settings) -> tuple[AsyncEngine, async_ses
     engine = make_engine(settings.resolved_database_url)
     await create_schema(engine)
     await create_tables(engine)
+    await create_sftp_tables(engine)
     return engine, make_sessionmaker(engine)
 
 
@@ -139,6 +142,7 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     from magpie.embedding.bootstrap import Models
     from magpie.image_fetch.bootstrap import build_fetcher
     from magpie.search.bootstrap import build_index
+    from magpie.search.query import SearchDeps
 
     bus = build_bus(settings)
     schemas = SchemaProvider(db)
@@ -150,6 +154,8 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     await c.analytics.start()
     await c.index.start()
     await c.fetcher.start()
+    c.search = SearchDeps(index=c.index, schemas=schemas, models=c.models, fetcher=c.fetcher,
+                          objects=c.objects, min_side=settings.image_min_side)
     # Load the default model now, in a thread, so the first insert does not wait for it.
     c._tasks.append(asyncio.create_task(c.models.for_type("general"), name="model-preload"))
     wire_subscribers(c)
@@ -161,6 +167,11 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
                                                       work_dir=settings.data_dir / "uploads"))
     if resumed:
         log.info("resumed %d CSV uploads", resumed)
+    sftp = None
+    if settings.sftp_enabled:
+        from magpie.ingestion.sftp.server import start as start_sftp
+
+        sftp = await start_sftp(settings, c.ingest, db)
     c.ready = True
     stop = asyncio.Event()
     c._tasks.append(asyncio.create_task(run_relay(db, c.bus, stop), name="outbox-relay"))
@@ -168,6 +179,8 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
         yield c
     finally:
         c.ready = False
+        if sftp is not None:
+            await sftp.stop()
         await uploads.stop()
         stop.set()
         await asyncio.gather(*c._tasks, return_exceptions=True)

@@ -11,6 +11,7 @@ from magpie.common.events.control import ApplicationDeleted, FieldSpec, SchemaCh
 from magpie.common.events.ingest import ItemEmbedded, ItemOp
 from magpie.common.pipeline import report_failure, report_success
 from magpie.common.ports import Bus, IndexPoint, VectorIndex
+from magpie.search.colors import COLOR_DIM, color_collection, item_color_vector
 
 log = logging.getLogger(__name__)
 # System data lives under one key no schema field can take ('@' is not allowed in names).
@@ -32,6 +33,8 @@ class IndexDeps:
             return
         specs = [FieldSpec(name=f.name, type=f.type, searchable=f.searchable) for f in schema.fields]
         await self.index.ensure_collection(schema.app_id, dim, specs)
+        # Colour search's collection filters like the main one: same fields, same indexes.
+        await self.index.ensure_collection(color_collection(schema.app_id), COLOR_DIM, specs)
         self._ensured[schema.app_id] = schema.version
 
 
@@ -52,16 +55,27 @@ async def on_item_embedded(event: ItemEmbedded, deps: IndexDeps) -> None:
         schema = await deps.schemas.get(event.app_id)
     except NotFound:
         return  # application deleted meanwhile
+    colors = color_collection(event.app_id)
     try:
         if event.op is ItemOp.REMOVE:
             await deps.index.delete(event.app_id, [event.im_name])
+            await deps.index.delete(colors, [event.im_name])
         elif event.op is ItemOp.METADATA:
-            if not await deps.index.set_payload(event.app_id, event.im_name, payload_of(event, schema)):
+            payload = payload_of(event, schema)
+            if not await deps.index.set_payload(event.app_id, event.im_name, payload):
                 raise ImageNameNotFound()
+            await deps.index.set_payload(colors, event.im_name, payload)
         else:
             assert event.vector is not None
             await deps.ensure(schema, len(event.vector))
-            await deps.index.upsert(event.app_id, [IndexPoint(event.im_name, event.vector, payload_of(event, schema))])
+            payload = payload_of(event, schema)
+            point = IndexPoint(event.im_name, event.vector, payload)
+            await deps.index.upsert(event.app_id, [point])
+            color = item_color_vector(event.colors)
+            if color is None:  # no colour extracted: the item is not found by colour
+                await deps.index.delete(colors, [event.im_name])
+            else:
+                await deps.index.upsert(colors, [IndexPoint(event.im_name, color, payload)])
     except MagpieError as err:
         if err.retryable:
             raise
@@ -74,10 +88,12 @@ async def on_schema_changed(event: SchemaChanged, deps: IndexDeps) -> None:
     """Drop removed fields' data and rebuild payload indexes for the new schema."""
     if event.removed:
         await deps.index.delete_payload_keys(event.app_id, event.removed)
+        await deps.index.delete_payload_keys(color_collection(event.app_id), event.removed)
     deps._ensured.pop(event.app_id, None)
 
 
 async def on_application_deleted(event: ApplicationDeleted, deps: IndexDeps) -> None:
     """Drop a deleted application's collection."""
     await deps.index.drop(event.app_id)
+    await deps.index.drop(color_collection(event.app_id))
     deps._ensured.pop(event.app_id, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,35 @@ async def scenario(index: VectorIndex) -> list[Any]:
     bounds = {h.payload["price"] for h in await index.search(
         A, QUERIES[1], limit=N, filter=(Between("price", 10.0, 20.0),))}
     assert {10.0, 20.0} <= bounds
+
+    # Facets: exact value counts, most frequent first then by value; numeric min and max;
+    # both under a filter and an exclusion.
+    for label, flt, pred in (("all", (), lambda p: True), FILTERS[5], FILTERS[11]):
+        for key, kind in (("brand", str), ("year", int)):
+            got_facets = await index.facet(A, key, limit=10, filter=flt, exclude=["p3"])
+            want = Counter(p[key] for n, (_, p) in oracle.items.items() if pred(p) and n != "p3")
+            assert [(f.value, f.count) for f in got_facets] == sorted(
+                want.items(), key=lambda kv: (-kv[1], kv[0])), (label, key)
+            assert all(isinstance(f.value, kind) for f in got_facets)
+            seen.append((label, key, [(f.value, f.count) for f in got_facets]))
+        prices = [p["price"] for n, (_, p) in oracle.items.items() if pred(p) and n != "p3"]
+        span = await index.value_range(A, "price", filter=flt, exclude=["p3"])
+        assert span == (min(prices), max(prices)), label
+        assert await index.count(A, flt, exclude=["p3"]) == len(prices)
+        seen.append((label, span))
+    assert await index.value_range(A, "year", filter=FILTERS[-1][1]) is None
+    assert await index.facet(A, "brand", filter=FILTERS[-1][1]) == []
+    top = await index.facet(A, "year", limit=2)
+    assert len(top) == 2 and top[0].count >= top[1].count
+
+    # A score threshold cuts the ranking; vectors come back when asked for.
+    hits = _hits(await index.search(A, QUERIES[1], limit=N, score_threshold=0.1))
+    _same(hits, [h for h in oracle.rank(QUERIES[1]) if h[1] >= 0.1])
+    with_vectors = await index.search(A, CATALOG[5].vector, limit=3, with_vectors=True)
+    assert with_vectors[0].vector is not None
+    assert np.allclose(with_vectors[0].vector, CATALOG[5].vector, atol=1e-5)
+    assert (await index.search(A, CATALOG[5].vector, limit=1))[0].vector is None
+    seen.append(hits)
 
     # set_payload merges; a missing point gives False.
     assert await index.set_payload(A, "p1", {"brand": "Reebok", "extra": 1})

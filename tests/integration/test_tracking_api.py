@@ -2,6 +2,7 @@
 handlers wired the way bootstrap wires them, the real chdb engine and the in-process bus."""
 import asyncio
 import io
+import json
 import time
 
 import httpx
@@ -135,3 +136,91 @@ async def test_track_then_report_export_and_usage(api):
     missing = await api.get("/admin/v1/apps/nope/analytics/report", headers=admin)
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_bad_input_is_refused_per_event_with_a_reason_and_the_valid_events_are_kept(api):
+    shop, _ = await _shop(api)
+    key, auth, ts = shop["app_key"], (shop["access_key"], shop["secret_key"]), 1_718_000_000_000
+    now = int(time.time() * 1000)
+
+    def click(n, **extra):
+        return {"action": "product_click", "queryId": f"q{n}", "pid": f"p{n}", "pos": n + 1, "ts": ts + n, **extra}
+
+    bad = {  # index in the batch → (event, what the reason says)
+        1: (click(1, uid="u" * 33), "uid exceeds length limit"),
+        3: (click(3, pos="abc"), "pos must be an integer >= 1"),
+        5: (click(5, sid={"a": 1}), "sid should be of data type string"),
+        7: ("not an object", "An event must be a JSON object"),
+        9: ([click(9)], "An event must be a JSON object"),
+        11: (click(11, ts=now + 2 * 86_400_000), "not ahead"),
+        13: (click(13, ts=915_148_800_000), "ts must be the time in ms"),  # 1999-01-01: ancient
+        15: (click(15, ts=ts // 1000), "ts must be the time in ms"),  # seconds, not ms
+        17: ({"action": "transaction", "queryId": "q17", "currency": "USD", "ts": ts}, "value is required"),
+        19: ({"action": "transaction", "queryId": "q19", "value": 5, "currency": "ABC", "ts": ts},
+             "not an ISO 4217 code"),
+        21: ({"action": "transaction", "queryId": "q21", "value": 5, "currency": "dollars", "ts": ts},
+             "currency exceeds length limit"),
+        23: (click(23, action="bad action!"), "action is required"),
+        25: (click(25, pid="p" * 257), "pid exceeds length limit"),
+        27: (click(27, price=-1), "price must be >= 0"),
+        29: (click(29, pid="\ud800"), "valid Unicode"),  # a lone surrogate, escaped in the JSON
+        31: (click(31, n1=10 ** 400), "n1 should be of data type number"),
+        33: (click(33, value=float("nan")), "finite"),  # Python's json writes NaN, and reads it back
+        35: ({"action": "product_view", "queryId": "q35"}, "pid is required for product_view"),
+    }
+    events = [bad[i][0] if i in bad else click(i) for i in range(37)]
+    r = await api.post("/v3/events", params={"code": key},
+                       content=json.dumps({"events": events}), headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "warning"
+    assert [x["index"] for x in body["result"]] == [i for i in range(37) if i not in bad]
+    reasons = {}
+    for err in body["error"]:
+        reasons.setdefault(err["index"], []).append(err["error_message"])
+        assert err["error_code"] and err["error_message"]
+    assert sorted(reasons) == sorted(bad)
+    for i, (_, reason) in bad.items():
+        assert any(reason in m for m in reasons[i]), (i, reasons[i])
+
+    # The 19 valid clicks of the batch (the even indexes) are stored.
+    valid = 37 - len(bad)
+    report = await _report(api, auth, want_clicks=valid, **JUNE)
+    assert report["totals"]["clicks"] == valid and report["totals"]["transactions"] == 0
+
+    # The pixel refuses the same inputs with a GIF and the reason, never a 500.
+    for i in (1, 3, 11, 13, 15, 17, 19, 21, 23, 25, 27, 31):
+        event = bad[i][0]
+        params = {"code": key, **{k: v if isinstance(v, str) else json.dumps(v) for k, v in event.items()}}
+        pixel = await api.get("/v3/__va.gif", params=params)
+        assert pixel.status_code == 200 and pixel.content.startswith(b"GIF89a"), i
+        assert pixel.headers["x-tracking"] == "rejected", (i, pixel.headers)
+
+
+async def test_batch_limits_and_credentials_are_answered_never_with_a_500(api):
+    shop, _ = await _shop(api)
+    key, ts = shop["app_key"], 1_718_000_000_000
+    one = {"action": "product_view", "queryId": "q", "pid": "p", "ts": ts}
+
+    full = await api.post("/v3/events", params={"code": key},
+                          json={"events": [{**one, "pid": f"p{i}"} for i in range(1000)]})
+    assert full.status_code == 200 and full.json()["status"] == "OK" and len(full.json()["result"]) == 1000
+    over = await api.post("/v3/events", params={"code": key}, json={"events": [one] * 1001})
+    assert over.status_code == 400 and over.json()["status"] == "fail"
+    assert "At most 1000 events" in over.json()["error"][0]["error_message"]
+
+    for params, status, reason in (({"code": "unknown-key"}, 401, "Invalid"),
+                                   ({}, 401, "code (the app key) is required"),
+                                   ({"code": ":placement-only"}, 401, "code (the app key) is required")):
+        r = await api.post("/v3/events", params=params, json={"events": [one]})
+        assert r.status_code == status and reason in r.json()["error"][0]["error_message"], r.text
+    for content, reason in ((b"{oops", "must be JSON"), (b'{"events": {"a": 1}}', "must be JSON"),
+                            (b"[]", "must be JSON"), (b"\xff\xfe", "must be JSON"),
+                            (b'{"events": [' + b"1" * 5000 + b"]}", "must be JSON"),
+                            (b" " * (4 * 1024 * 1024 + 1), "exceeds")):
+        r = await api.post("/v3/events", params={"code": key}, content=content,
+                           headers={"content-type": "application/json"})
+        assert r.status_code == 400 and reason in r.json()["error"][0]["error_message"], (content[:20], r.text)
+    for params in ({"code": "unknown-key", "action": "product_view"}, {"action": "product_view"}, {}):
+        pixel = await api.get("/v3/__va.gif", params=params)
+        assert pixel.status_code == 200 and pixel.headers["x-tracking"] == "rejected"

@@ -1,8 +1,19 @@
 """Tracking input validation (reference §5) and the report formulas: pure functions."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from magpie.analytics import reports
-from magpie.analytics.tracking import from_legacy_pixel, validate_batch, validate_event
+from magpie.analytics.store import sql
+from magpie.analytics.tracking import (
+    CONTEXT_FIELDS,
+    NUMBER_FIELDS,
+    STRING_FIELDS,
+    from_legacy_pixel,
+    validate_batch,
+    validate_event,
+    validate_item,
+)
 
 pytestmark = pytest.mark.unit
 NOW = 1_718_000_000_000
@@ -62,6 +73,12 @@ def test_length_limits(field, limit):
     ({"pos": True}, "pos must be an integer >= 1"),
     ({"ts": str(NOW // 1000)}, "ms since the epoch"),
     ({"ts": NOW + 2 * 86_400_000}, "not ahead"),
+    ({"ts": 946_684_799_999}, "ms since the epoch"),  # just before 2000-01-01: ancient
+    ({"ts": -1}, "ms since the epoch"),
+    ({"value": 10 ** 400}, "value should be of data type number"),  # float() overflows
+    ({"pos": 10 ** 400}, "pos must be an integer >= 1"),
+    ({"queryId": "q\ud800"}, "queryId should be of data type text (valid Unicode)"),  # lone surrogate
+    ({"os": "\udfff"}, "os should be of data type text (valid Unicode)"),
     ({"action": "bad action!"}, "action is required"),
     ({"uid": {"a": 1}}, "uid should be of data type string"),
 ])
@@ -104,3 +121,32 @@ def test_report_formulas():
     hist = reports.histogram([{"pos": 1, "clicks": 3}, {"pos": 21, "clicks": 2}], max_pos=20)
     assert len(hist) == 21 and hist[0] == {"pos": "1", "clicks": 3}
     assert hist[-1] == {"pos": "21+", "clicks": 2}
+
+
+def test_a_valid_event_keeps_non_ascii_text():
+    event, errors = _check(action="product_view", queryId="q", pid="chaussure-été-👟", name="Été")
+    assert errors == [] and event.pid == "chaussure-été-👟"
+    assert b"\xc3\xa9" in sql.encode_row(sql.event_row(event))
+
+
+_KEYS = ["action", "currency", "pos", "ts", *STRING_FIELDS, *NUMBER_FIELDS, *CONTEXT_FIELDS, "junk"]
+_SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=10 ** 300, max_value=10 ** 400)
+            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=40)
+            | st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=2)
+            | st.sampled_from(["product_click", "transaction", "USD", "eur", "3", "1.5", "1718000000000", ""]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=5)
+_EVENTS = st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=12) | _VALUES
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=_EVENTS, defaults=st.none() | st.dictionaries(st.sampled_from(["uid", "sid", "sdk", "v"]), _SCALARS))
+def test_any_input_gets_a_verdict_and_an_accepted_event_can_be_stored(raw, defaults):
+    """Never an exception (a 500): an event, or reasons; an event's row encodes for the store."""
+    event, errors = validate_item(raw, app_id="app1", now_ms=NOW, placement="plc", defaults=defaults)
+    if event is None:
+        assert errors and all(e.detail and e.to_item()["error_code"] for e in errors)
+    else:
+        assert errors == []
+        assert sql.encode_row(sql.event_row(event)).startswith(b"{")
+        assert len(event.event_id) == 32

@@ -77,6 +77,7 @@ class SearchServed(Event):
     uid: str = ""
     sid: str = ""
     ts: int = Field(description="When it was served, ms since the epoch.")
+    latency_ms: float = Field(0.0, ge=0, description="Time spent answering, in ms.")
 
     def key(self) -> str:
         """Per request: searches spread over partitions."""

@@ -25,6 +25,15 @@ class Hit:
     im_name: str
     score: float
     payload: dict[str, Any] = field(default_factory=dict)
+    vector: list[float] | None = None  # only when the search asked for vectors
+
+
+@dataclass(frozen=True)
+class FacetCount:
+    """How many points hold one value of a field."""
+
+    value: str | int
+    count: int
 
 
 class VectorIndex(Protocol):
@@ -64,9 +73,24 @@ class VectorIndex(Protocol):
 
     async def search(
         self, app_id: str, vector: Sequence[float], *, limit: int, offset: int = 0,
-        filter: Filter = (), exclude: Sequence[str] = (),
+        filter: Filter = (), exclude: Sequence[str] = (), score_threshold: float | None = None,
+        with_vectors: bool = False,
     ) -> list[Hit]:
-        """The nearest points (cosine), best first, that satisfy every filter condition."""
+        """The nearest points (cosine), best first, that satisfy every filter condition and
+        score at least `score_threshold`; `with_vectors` fills `Hit.vector`."""
 
-    async def count(self, app_id: str, filter: Filter = ()) -> int:
+    async def count(self, app_id: str, filter: Filter = (), exclude: Sequence[str] = ()) -> int:
         """How many points satisfy the filter."""
+
+    async def facet(
+        self, app_id: str, key: str, *, limit: int = 10, filter: Filter = (),
+        exclude: Sequence[str] = (),
+    ) -> list[FacetCount]:
+        """Exact value counts of a keyword or integer field over the points that satisfy the
+        filter: most frequent first, ties by value."""
+
+    async def value_range(
+        self, app_id: str, key: str, filter: Filter = (), exclude: Sequence[str] = (),
+    ) -> tuple[float, float] | None:
+        """The smallest and largest value of a numeric field over the points that satisfy the
+        filter; None when none holds one."""

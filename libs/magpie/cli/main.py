@@ -6,7 +6,9 @@ import typer
 from magpie.cli.analytics import analytics_cli
 from magpie.cli.apps import apps_cli, keys_cli
 from magpie.cli.members import members_cli
+from magpie.cli.reindex import reindex
 from magpie.cli.schema import schema_cli
+from magpie.cli.sftp import sftp_cli
 
 app = typer.Typer(
     help="Magpie: self-hosted visual search for e-commerce. Every command reads the same "
@@ -19,6 +21,8 @@ app.add_typer(keys_cli, name="keys")
 app.add_typer(schema_cli, name="schema")
 app.add_typer(members_cli, name="members")
 app.add_typer(analytics_cli, name="analytics")
+app.add_typer(sftp_cli, name="sftp")
+app.command("reindex")(reindex)
 
 
 @app.command()

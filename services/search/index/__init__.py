@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from magpie.common.errors import InvalidRequest
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import AnyOf, Between, Filter, TextMatch
+from magpie.common.ports.index import FacetCount
 
 IM_NAME = "im_name"
 
@@ -51,6 +52,12 @@ def wanted_indexes(fields: Sequence[FieldSpec]) -> dict[str, str]:
     wanted = {f.name: INDEX_KIND[f.type] for f in fields if f.searchable}
     wanted[IM_NAME] = "keyword"
     return wanted
+
+
+def facet_counts(hits: Iterable[tuple[Any, int]]) -> list[FacetCount]:
+    """Facet hits most frequent first, ties by value: one order whichever engine counted."""
+    counts = [FacetCount(v, int(n)) for v, n in hits if isinstance(v, (str, int))]
+    return sorted(counts, key=lambda c: (-c.count, type(c.value).__name__, c.value))
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,19 @@ def _num(value: Any) -> float | None:
     if math.isnan(number):
         raise InvalidRequest("NaN is not a filter value.")
     return int(number) if isinstance(value, int) else number
+
+
+# Counts and facets without a filter ask the engines for `exact=False`: with nothing to test,
+# the estimate is the exact figure, read from the indexes, whereas an exact count walks every
+# point (5 ms at 100k). The congruence test checks them after deletes and overwrites.
+
+
+def named(plan: Plan, names: Sequence[str]) -> Plan:
+    """`plan` narrowed to the items called `names` (a keyword-index lookup)."""
+    # Counting "all but these" as count(plan) - count(named(plan, these)) keeps a count on
+    # the payload indexes: a must-not condition makes the engine read every point's payload
+    # (5 ms per count at 100k points).
+    return [*plan, [Clause("keyword", IM_NAME, values=tuple(str(n) for n in names))]]
 
 
 def build_filter(models: Any, range_cls: Any, plan: Plan, exclude: Sequence[str] = ()) -> Any:

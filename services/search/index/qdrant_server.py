@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 from magpie.common.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import Filter
-from magpie.common.ports.index import Hit, IndexPoint
+from magpie.common.ports.index import FacetCount, Hit, IndexPoint
 from magpie.search.index import (
-    IM_NAME, build_filter, check_app_id, check_vector, plan_filter, point_id, wanted_indexes,
+    IM_NAME, build_filter, check_app_id, check_vector, facet_counts, named, plan_filter,
+    point_id, wanted_indexes,
 )
 
 T = TypeVar("T")
@@ -159,34 +160,79 @@ class QdrantServerIndex:
 
     async def search(
         self, app_id: str, vector: Sequence[float], *, limit: int, offset: int = 0,
-        filter: Filter = (), exclude: Sequence[str] = (),
+        filter: Filter = (), exclude: Sequence[str] = (), score_threshold: float | None = None,
+        with_vectors: bool = False,
     ) -> list[Hit]:
         """The nearest points (cosine similarity, best first) that satisfy the filter."""
-        from qdrant_client import models as m
-
-        schema = await self._schema(app_id)
-        plan = plan_filter(filter, schema[1]) if schema is not None else None
-        if schema is None or plan is None or limit <= 0:
+        schema, flt = await self._plan(app_id, filter, exclude)
+        if schema is None or limit <= 0:
             return []
         result = await self._call(self._client.query_points(
             self._name(app_id), query=check_vector(vector, schema[0]), limit=limit,
-            offset=max(offset, 0) or None, query_filter=build_filter(m, m.Range, plan, exclude),
-            with_payload=True, with_vectors=False), missing=None)
+            offset=max(offset, 0) or None, query_filter=flt, score_threshold=score_threshold,
+            with_payload=True, with_vectors=with_vectors), missing=None)
         points = result.points if result is not None else []
-        return [Hit(p.payload[IM_NAME], float(p.score), dict(p.payload)) for p in points]
+        return [Hit(p.payload[IM_NAME], float(p.score), dict(p.payload),
+                    list(p.vector) if with_vectors else None) for p in points]
 
-    async def count(self, app_id: str, filter: Filter = ()) -> int:
-        """How many points satisfy the filter."""
+    async def count(self, app_id: str, filter: Filter = (), exclude: Sequence[str] = ()) -> int:
+        """How many points satisfy the filter, the excluded ones left out (see `named`)."""
         from qdrant_client import models as m
 
         schema = await self._schema(app_id)
         plan = plan_filter(filter, schema[1]) if schema is not None else None
         if schema is None or plan is None:
             return 0
-        result = await self._call(self._client.count(
-            self._name(app_id), count_filter=build_filter(m, m.Range, plan), exact=True),
+        counts = []
+        for p in [plan, named(plan, exclude)] if exclude else [plan]:
+            flt = build_filter(m, m.Range, p)
+            result = await self._call(self._client.count(
+                self._name(app_id), count_filter=flt, exact=flt is not None), missing=None)
+            counts.append(result.count if result is not None else 0)
+        return counts[0] - sum(counts[1:])
+
+    async def facet(
+        self, app_id: str, key: str, *, limit: int = 10, filter: Filter = (),
+        exclude: Sequence[str] = (),
+    ) -> list[FacetCount]:
+        """Exact value counts of a keyword or integer field, most frequent first."""
+        schema, flt = await self._plan(app_id, filter, exclude)
+        if schema is None or limit <= 0:
+            return []
+        result = await self._call(self._client.facet(
+            self._name(app_id), key, facet_filter=flt, limit=limit, exact=flt is not None),
             missing=None)
-        return result.count if result is not None else 0
+        return facet_counts((h.value, h.count) for h in (result.hits if result else []))
+
+    async def value_range(
+        self, app_id: str, key: str, filter: Filter = (), exclude: Sequence[str] = (),
+    ) -> tuple[float, float] | None:
+        """Min and max of a numeric field, by ordered scrolls over its range index."""
+        from qdrant_client import models as m
+
+        schema, flt = await self._plan(app_id, filter, exclude)
+        if schema is None:
+            return None
+        ends = []
+        for direction in (m.Direction.ASC, m.Direction.DESC):
+            found = await self._call(self._client.scroll(
+                self._name(app_id), scroll_filter=flt, limit=1, with_payload=[key],
+                with_vectors=False, order_by=m.OrderBy(key=key, direction=direction)),
+                missing=None)
+            ends += [r.payload[key] for r in (found[0] if found else [])]
+        return (ends[0], ends[1]) if len(ends) == 2 else None
+
+    async def _plan(
+        self, app_id: str, filter: Filter, exclude: Sequence[str],
+    ) -> tuple[tuple[int, dict[str, str]] | None, Any]:
+        """(dim, field types) and the engine filter; no schema when nothing can match."""
+        from qdrant_client import models as m
+
+        schema = await self._schema(app_id)
+        plan = plan_filter(filter, schema[1]) if schema is not None else None
+        if schema is None or plan is None:
+            return None, None
+        return schema, build_filter(m, m.Range, plan, exclude)
 
     def _name(self, app_id: str) -> str:
         return self._prefix + check_app_id(app_id)

@@ -1,0 +1,275 @@
+"""The search use cases: find similar, search by image, recommendations, colour search.
+
+Each turns checked parameters into one page of a ranking. The ranking holds every item that
+passes the filters (and the score bounds), best first, of which at most MAX_RESULTS can be
+paged through; `total` is its size. Without score bounds or dedup a page is one engine query
+plus a count; with them the whole window of MAX_RESULTS is ranked, cut, and then paged.
+Facets describe the items that pass the filters (the whole filtered catalog, what a filter
+panel offers), not only the page.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from magpie.common.controlplane.schema_provider import AppSchema, SchemaProvider
+from magpie.common.errors import (
+    ImageNotFound,
+    InvalidCredentials,
+    InvalidRequest,
+    MissingQueryImage,
+    NoImages,
+    NotFound,
+)
+from magpie.common.filters import Filter
+from magpie.common.ports import ObjectStore, VectorIndex
+from magpie.search import query_image
+from magpie.search.cache import RefreshingCache
+from magpie.search.colors import color_collection, color_vector
+from magpie.search.fq import parse_filters
+from magpie.search.params import MAX_RESULTS, SearchParams
+from magpie.search.rerank import dedup_by_score, mmr, within_scores
+from magpie.search.response import Facet, Outcome, qinfo_of, returned_fields
+
+ACCESS_TTL_S = 5.0  # a revoked key searches on for about this long
+SCHEMA_TTL_S = 2.0  # a schema change reaches searches this long after (and one search later)
+VECTOR_CACHE_SIZE = 512  # query vectors by im_id: paging needs no second embedding
+RECOMMEND_POOL_MIN = 100  # candidates MMR chooses from, at least
+SCORE_SLACK = 1e-5
+
+
+@dataclass
+class SearchDeps:
+    """What the query side needs; one per process."""
+
+    index: VectorIndex
+    schemas: SchemaProvider
+    models: Any  # .for_type(image_type) -> ModelHandle with async embed(PIL image)
+    fetcher: Any  # ImageFetcher: im_url downloads under the network policy
+    objects: ObjectStore
+    min_side: int = 32
+    _schemas: RefreshingCache[AppSchema] = field(
+        default_factory=lambda: RefreshingCache(SCHEMA_TTL_S, evict_on=(NotFound,)))
+    _vectors: OrderedDict[tuple[Any, ...], list[float]] = field(default_factory=OrderedDict)
+    # The gateway's key checks for search routes (magpie.gateway.api.search), per process.
+    access: RefreshingCache[Any] = field(
+        default_factory=lambda: RefreshingCache(ACCESS_TTL_S, evict_on=(InvalidCredentials,)))
+
+    async def schema(self, app_id: str) -> AppSchema:
+        """The application's schema, re-read in the background every SCHEMA_TTL_S."""
+        return await self._schemas.get(app_id, lambda: self.schemas.get(app_id))
+
+    def cached_vector(self, key: tuple[Any, ...]) -> list[float] | None:
+        """A query vector embedded before (LRU)."""
+        vector = self._vectors.get(key)
+        if vector is not None:
+            self._vectors.move_to_end(key)
+        return vector
+
+    def cache_vector(self, key: tuple[Any, ...], vector: list[float]) -> None:
+        """Remember a query vector, forgetting the least recently used."""
+        self._vectors[key] = vector
+        while len(self._vectors) > VECTOR_CACHE_SIZE:
+            self._vectors.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request checked against the schema: its filter, value_map fields and facets."""
+
+    filter: Filter
+    fields: list[str]
+    facets: list[tuple[str, str]]  # (field, type)
+
+
+def plan(schema: AppSchema, params: SearchParams) -> Plan:
+    """Check fq and facets against the schema before any engine is asked."""
+    return Plan(parse_filters(params.fq, schema.fields), returned_fields(schema, params),
+                facet_fields(schema, params.facets))
+
+
+def facet_fields(schema: AppSchema, names: Sequence[str]) -> list[tuple[str, str]]:
+    """The facet fields: searchable and not text (`*` = every such field)."""
+    usable = [(f.name, f.type) for f in schema.fields if f.searchable and f.type != "text"]
+    if "*" in names:
+        return usable
+    by_name = {f.name: f for f in schema.fields}
+    out = []
+    for name in names:
+        f = by_name.get(name)
+        if f is None:
+            raise InvalidRequest(f"facets: {name} is not a field of the schema.")
+        if f.type == "text":
+            raise InvalidRequest(f"facets: {name} is a text field; text fields have no facets.")
+        if not f.searchable:
+            raise InvalidRequest(
+                f"facets: {name} is not searchable; mark it searchable in the schema.")
+        out.append((f.name, f.type))
+    return out
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One page of a ranking and the ranking's size."""
+
+    hits: list[Any]
+    total: int
+
+
+def engine_threshold(params: SearchParams) -> float | None:
+    """The engine's cut for score_min, a hair low (the exact bound is applied afterwards)."""
+    # So float rounding in the engine never loses a result that lies on the bound.
+    return params.score_min - SCORE_SLACK if params.score_min > 0 else None
+
+
+async def ranked_page(index: VectorIndex, collection: str, vector: Sequence[float],
+                      params: SearchParams, flt: Filter, exclude: Sequence[str] = ()) -> Ranked:
+    """A page of the nearest items, under the filter and the score bounds."""
+    if not params.scored_window:
+        hits = await index.search(collection, vector, limit=params.limit, offset=params.offset,
+                                  filter=flt, exclude=exclude)
+        if 0 < len(hits) < params.limit or (not hits and not params.offset):
+            return Ranked(hits, params.offset + len(hits))  # it ends on this page: no count
+        return Ranked(hits, min(await index.count(collection, flt, exclude), MAX_RESULTS))
+    window = await index.search(collection, vector, limit=MAX_RESULTS, filter=flt,
+                                exclude=exclude, score_threshold=engine_threshold(params))
+    window = within_scores(window, params.score_min, params.score_max)
+    if params.dedup:
+        window = dedup_by_score(window, params.dedup_score_threshold)
+    return Ranked(window[params.offset:params.offset + params.limit], len(window))
+
+
+async def facets(index: VectorIndex, collection: str, p: Plan,
+                 params: SearchParams) -> list[Facet] | None:
+    """Value counts (strings) or ranges (numbers) over the filtered catalog."""
+    # The query item counts too: leaving one item out costs the engine a scan of every payload.
+    if not p.facets:
+        return None
+    out = []
+    for name, ftype in p.facets:
+        if ftype == "string":
+            counts = await index.facet(collection, name, limit=params.facets_limit,
+                                       filter=p.filter)
+            out.append(Facet(name, tuple(counts)))
+        else:
+            span = await index.value_range(collection, name, p.filter)
+            if span is not None:
+                out.append(Facet(name, range=span))
+    return out
+
+
+async def _check_not_empty(deps: SearchDeps, app_id: str) -> None:
+    """1107 when the application has no item at all (asked only when nothing was found)."""
+    if await deps.index.count(app_id) == 0:
+        raise NoImages()
+
+
+async def _outcome(deps: SearchDeps, app_id: str, collection: str, ranked: Ranked, p: Plan,
+                   params: SearchParams, **extra: Any) -> Outcome:
+    if ranked.total == 0:
+        await _check_not_empty(deps, app_id)
+    return Outcome(ranked.hits, ranked.total, p.fields,
+                   await facets(deps.index, collection, p, params), **extra)
+
+
+async def _query_item(deps: SearchDeps, app_id: str, params: SearchParams) -> Any:
+    if not params.im_name:
+        raise InvalidRequest("im_name is invalid.")
+    item = await deps.index.get(app_id, params.im_name)
+    if item is None:
+        await _check_not_empty(deps, app_id)
+        raise ImageNotFound()
+    return item
+
+
+async def find_similar(deps: SearchDeps, app_id: str, params: SearchParams) -> Outcome:
+    """Items like the indexed item `im_name`, the item itself left out."""
+    p = plan(await deps.schema(app_id), params)
+    item = await _query_item(deps, app_id, params)
+    exclude = [params.im_name]
+    ranked = await ranked_page(deps.index, app_id, item.vector, params, p.filter, exclude)
+    qinfo = qinfo_of(item.payload, p.fields) if params.qinfo else None
+    return await _outcome(deps, app_id, app_id, ranked, p, params, qinfo=qinfo)
+
+
+async def recommend(deps: SearchDeps, app_id: str, params: SearchParams) -> Outcome:
+    """"You may also like": items like `im_name`, near-duplicates out, diversified by MMR."""
+    p = plan(await deps.schema(app_id), params)
+    item = await _query_item(deps, app_id, params)
+    exclude, needed = [params.im_name], params.page * params.limit
+    pool = min(MAX_RESULTS, max(RECOMMEND_POOL_MIN, 4 * needed))
+    candidates = await deps.index.search(app_id, item.vector, limit=pool, filter=p.filter,
+                                         exclude=exclude, with_vectors=True,
+                                         score_threshold=engine_threshold(params))
+    cut = within_scores(candidates, params.score_min, params.score_max)
+    if params.dedup:
+        cut = dedup_by_score(cut, params.dedup_score_threshold)
+    diverse = await asyncio.to_thread(mmr, cut, needed)
+    total = diverse.eligible
+    if len(candidates) == pool and not params.scored_window:  # more beyond the pool
+        rest = await deps.index.count(app_id, p.filter, exclude) - pool
+        total += max(0, rest)
+    ranked = Ranked(diverse.picked[params.offset:needed], min(total, MAX_RESULTS))
+    for hit in ranked.hits:
+        hit.vector = None  # not needed past MMR; keeps the response path light
+    qinfo = qinfo_of(item.payload, p.fields) if params.qinfo else None
+    return await _outcome(deps, app_id, app_id, ranked, p, params, qinfo=qinfo)
+
+
+async def color_search(deps: SearchDeps, app_id: str, params: SearchParams) -> Outcome:
+    """Items whose dominant colours (extracted at ingest) are closest to `color`."""
+    p = plan(await deps.schema(app_id), params)
+    vector = color_vector(params.colors)
+    if vector is None:
+        raise InvalidRequest("color is invalid.")
+    collection = color_collection(app_id)
+    ranked = await ranked_page(deps.index, collection, vector, params, p.filter)
+    return await _outcome(deps, app_id, collection, ranked, p, params)
+
+
+async def upload_search(deps: SearchDeps, app_id: str, params: SearchParams,
+                        upload: bytes | None) -> Outcome:
+    """Items like an upload, an `im_url` or an earlier upload's `im_id` (wins), or its `box`."""
+    schema = await deps.schema(app_id)
+    p = plan(schema, params)
+    vector, im_id = await query_vector(deps, app_id, schema, params, upload)
+    ranked = await ranked_page(deps.index, app_id, vector, params, p.filter)
+    return await _outcome(deps, app_id, app_id, ranked, p, params, im_id=im_id)
+
+
+async def query_vector(deps: SearchDeps, app_id: str, schema: AppSchema, params: SearchParams,
+                       upload: bytes | None) -> tuple[list[float], str]:
+    """The embedding of the query image (or its box) and the im_id that finds it again."""
+    model = await deps.models.for_type(schema.image_type)
+    box, save = params.box, True
+    if params.im_id:
+        im_id, save = params.im_id, False
+        query_image.object_key(app_id, im_id)  # refuses a malformed or expired one first
+        cached = deps.cached_vector((app_id, im_id, box, model.name, model.version))
+        if cached is not None:
+            return cached, im_id
+        image = await query_image.load(deps.objects, app_id, im_id)
+    elif upload is not None:
+        image = await query_image.decode(upload, min_side=deps.min_side)
+        im_id = query_image.new_im_id()
+    elif params.im_url:
+        image = await query_image.fetch(deps.fetcher, params.im_url, min_side=deps.min_side)
+        im_id = query_image.new_im_id()
+    else:
+        raise MissingQueryImage()
+    region = query_image.crop(image, box)
+    embed = model.embed(region)
+    if save:
+        saved = query_image.save(deps.objects, app_id, im_id, image)
+        vector, _ = await asyncio.gather(embed, saved)
+    else:
+        vector = await embed
+    values = np.asarray(vector, dtype=np.float32).tolist()
+    deps.cache_vector((app_id, im_id, box, model.name, model.version), values)
+    return values, im_id
+
