@@ -21,9 +21,10 @@ def get_container(request: Request) -> Container:
     return request.app.state.container
 
 
-def get_db(c: Annotated[Container, Depends(get_container)]) -> async_sessionmaker:
+async def get_db(request: Request) -> async_sessionmaker:
     """The control-plane session factory."""
-    return c.db
+    # Async on purpose: FastAPI runs sync dependencies in its thread pool, a hop per request.
+    return request.app.state.container.db
 
 
 Db = Annotated[async_sessionmaker, Depends(get_db)]
