@@ -1,66 +1,13 @@
-"""CSV upload through a real server: proposal, confirmation, one transaction with per-line errors.
-
-The server is `create_app` plus the uploads router (included here until app.py includes it),
-run by uvicorn in its own process like `magpie serve`.
-"""
-import os
-import subprocess
-import sys
+"""CSV upload through a real server: proposal, confirmation, one transaction with per-line errors."""
 import time
 
 import httpx
 import pytest
 
 from tests.fixtures.images import serve
-from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD, Server, free_port, pipeline_env, stop_server
+from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD
 
 pytestmark = pytest.mark.e2e
-
-SERVE = """
-import uvicorn
-from magpie.common.logging import configure_logging
-from magpie.common.settings import Settings
-from magpie.gateway.api import uploads
-from magpie.gateway.app import create_app
-
-settings = Settings()
-configure_logging(settings.log_level, settings.log_json)
-app = create_app(settings)
-if not any(getattr(r, "path", "") == "/v1/uploads" for r in app.routes):
-    app.include_router(uploads.router)
-uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
-"""
-
-
-def start(data_dir, extra_env, timeout=60) -> Server:
-    port = free_port()
-    env = {**os.environ, "MAGPIE_DATA_DIR": str(data_dir), "MAGPIE_PORT": str(port),
-           "MAGPIE_HOST": "127.0.0.1", "MAGPIE_ADMIN_EMAIL": ADMIN_EMAIL,
-           "MAGPIE_ADMIN_PASSWORD": ADMIN_PASSWORD, **extra_env}
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"server-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stdout=log_path.open("w"),
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return Server(url, data_dir, proc, log_path)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server did not answer /health in {timeout}s:\n{log_path.read_text()}")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, model_cache):
-    srv = start(tmp_path_factory.mktemp("magpie") / "data", pipeline_env(model_cache))
-    yield srv
-    stop_server(srv)
 
 
 @pytest.fixture(scope="module")
