@@ -1,7 +1,9 @@
 """The dashboard in Debian Chromium (Playwright) against a real server: sign-in → application →
 schema → keys → status → catalog → try it → analytics → members; steps run in file order."""
+import asyncio
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -90,11 +92,91 @@ def test_keys_create_and_revoke(page, dashboard_server, shop):
     access, secret = page.inner_text("#created-access-key"), page.inner_text("#created-secret-key")
     v1_app = f"{dashboard_server.url}/v1/app"
     assert httpx.get(v1_app, auth=(access, secret)).status_code == 200
+    # Snippets per key set: the new one carries its secret (known only now), the others a placeholder.
+    mine = page.locator(f"details.snippets[data-access-key='{access}']")
+    sdk = f'client.ViSearchAPI("{access}", "{secret}", host="{dashboard_server.url}/")'
+    assert sdk in mine.inner_text() and f"{dashboard_server.url}/insert" in mine.inner_text()
+    first = page.locator(f"details.snippets[data-access-key='{shop['access_key']}']")
+    first_text = first.inner_text()
+    assert "YOUR_SECRET_KEY" in first_text and secret not in first_text
+    assert f"/v3/events?code={shop['app_key']}" in first_text and f"/search?im_name=" in first_text
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    button = mine.locator("button.copy").first
+    button.click()
+    page.wait_for_function("b => b.dataset.copied === 'yes'", arg=button.element_handle())
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert sdk in copied and copied.startswith("# pip install visearch")
     page.click(f"tr[data-access-key='{access}'] .revoke")
     page.wait_for_url("**/integration?done=revoked")
     assert "revoked" in page.locator(f"tr[data-access-key='{access}']").get_attribute("class")
     assert httpx.get(v1_app, auth=(access, secret)).status_code == 401
+    assert secret not in page.content() and page.locator(f"details.snippets[data-access-key='{access}']").count() == 0
     shot(page, "04-keys")
+
+
+def _sftp_login(port, username, password=None, key=None):
+    """Log in over SFTP (own loop, own thread: Playwright's sync API holds this one) and list /."""
+    import asyncssh
+
+    async def go():
+        async with asyncssh.connect("127.0.0.1", port, username=username, password=password,
+                                    client_keys=[key] if key else None, known_hosts=None,
+                                    preferred_auth="publickey" if key else "password") as conn:
+            async with conn.start_sftp_client() as sftp:
+                return await sftp.listdir("/")
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result(timeout=30)
+
+
+def test_sftp_setup_creates_the_user_rotates_the_password_and_manages_keys(page, shop):
+    import asyncssh
+
+    upload = f"/dashboard/apps/{shop['app_id']}/upload"
+    page.goto(upload)
+    assert page.locator("#sftp-no-account").is_visible()
+    port = int(page.inner_text("#sftp-port"))
+    names = page.locator("#sftp-modes").inner_text()
+    for name in (f"{shop['app_key']}.csv.gz", f"{shop['app_key']}_FULL.csv.gz", f"{shop['app_key']}_INCREMENT.csv.gz",
+                 f"{shop['app_key']}_DELETE.csv.gz", f"{shop['app_key']}_INCREMENT.txt"):
+        assert name in names, name
+    page.fill("#sftp-username-input", "No!")  # the account use case's rule, shown at the field
+    page.click("#sftp-create-form button[type=submit]")
+    assert "3 to 64 characters" in page.locator("#err-sftp_username").inner_text()
+    page.fill("#sftp-username-input", "")  # default: the application id
+    page.click("#sftp-create-form button[type=submit]")
+    password = page.inner_text("#sftp-password")
+    username = page.inner_text("#sftp-username")
+    assert username == shop["app_id"].lower() and len(password) >= 20
+    shot(page, "05-sftp-created")
+    assert "indexing" in _sftp_login(port, username, password)
+    page.goto(upload)
+    assert password not in page.content() and page.locator("#sftp-create-form").count() == 0  # shown once
+
+    page.click("#sftp-rotate-form button[type=submit]")  # confirm() accepted by the fixture
+    rotated = page.inner_text("#sftp-password")
+    assert rotated != password
+    try:
+        _sftp_login(port, username, password)
+        raise AssertionError("the old password still works")
+    except asyncssh.PermissionDenied:
+        pass
+
+    page.fill("#sftp-public-key", "ssh-ed25519 not-a-key")
+    page.click("#sftp-key-form button[type=submit]")
+    assert "OpenSSH format" in page.locator("#err-public_key").inner_text()
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="ci@magpie")
+    page.fill("#sftp-public-key", key.export_public_key().decode())
+    page.click("#sftp-key-form button[type=submit]")
+    page.wait_for_url("**/upload?done=sftp-key-added*")
+    fingerprint = key.get_fingerprint("sha256")
+    row = page.locator(f"#sftp-keys tr[data-fingerprint='{fingerprint}']")
+    assert "ci@magpie" in row.inner_text()
+    assert "indexing" in _sftp_login(port, username, key=key)
+    shot(page, "05-sftp-key")
+    row.locator(".remove-sftp-key").click()
+    page.wait_for_url("**/upload?done=sftp-key-removed*")
+    assert page.locator("#sftp-keys").count() == 0 and page.locator("#sftp-no-keys").is_visible()
 
 
 def test_rename_and_delete_with_confirmation(page):
@@ -301,6 +383,12 @@ def test_members_viewer_sees_no_edit_controls_and_cannot_post(page, chromium, da
         assert viewer.locator("#add-field-form, #preset-form, .remove-field").count() == 0
         viewer.goto(f"/dashboard/apps/{shop['app_id']}/integration")
         assert viewer.locator("#create-key-form, .revoke").count() == 0
+        assert "YOUR_SECRET_KEY" in viewer.locator("#snippets").inner_text()
+        viewer.goto(f"/dashboard/apps/{shop['app_id']}/upload")  # SFTP: seen, not changed
+        assert viewer.inner_text("#sftp-username") == shop["app_id"].lower()
+        assert shop["app_key"] + "_INCREMENT.csv.gz" in viewer.locator("#sftp-modes").inner_text()
+        assert viewer.locator("#sftp-create-form, #sftp-rotate-form, #sftp-key-form, #sftp-delete-form, "
+                              ".remove-sftp-key").count() == 0
         viewer.goto("/dashboard/members")
         assert viewer.locator("#add-member-form, #members-table form").count() == 0
         shot(viewer, "11-viewer")
@@ -310,12 +398,17 @@ def test_members_viewer_sees_no_edit_controls_and_cannot_post(page, chromium, da
             ("/dashboard/apps", {"name": "Nope", "image_type": "general"}),
             (f"/dashboard/apps/{shop['app_id']}/delete", {"confirm": "Shoe shop"}),
             ("/dashboard/members", {"email": "x@example.com", "password": "whatever-1", "role": "owner"}),
+            (f"/dashboard/apps/{shop['app_id']}/sftp/password", {}),
+            (f"/dashboard/apps/{shop['app_id']}/sftp/keys", {"public_key": "ssh-ed25519 AAAA"}),
+            (f"/dashboard/apps/{shop['app_id']}/sftp/delete", {}),
         )
         for path, form in attempts:
             r = viewer.request.post(path, form={"csrf": token, **form}, max_redirects=0)
             assert r.status == 403, (path, r.status)
         viewer.goto(f"/dashboard/apps/{shop['app_id']}/schema")
         assert viewer.locator("tr[data-field=sneaky]").count() == 0
+        viewer.goto(f"/dashboard/apps/{shop['app_id']}/upload")
+        assert viewer.locator("#sftp-username").count() == 1  # the account is still there
     finally:
         viewer.context.close()
 
@@ -327,6 +420,9 @@ def test_posts_without_the_csrf_token_are_refused(page, shop):
     r = page.request.post(f"/dashboard/apps/{shop['app_id']}/schema/fields",
                           form={"csrf": "forged", "name": "csrfless", "type": "string"}, max_redirects=0)
     assert r.status == 403
+    for path in ("sftp", "sftp/password", "sftp/delete"):
+        r = page.request.post(f"/dashboard/apps/{shop['app_id']}/{path}", form={"csrf": "forged"}, max_redirects=0)
+        assert r.status == 403, path
 
 
 def test_another_account_sees_none_of_these_applications(chromium, dashboard_server, shop):

@@ -13,26 +13,45 @@ from magpie.gateway.dashboard.web import Ctx, DashboardRoute, redirect, render
 router = APIRouter(route_class=DashboardRoute)
 
 
-def snippets(host: str, key: KeyOut | None) -> dict[str, str]:
-    """Copy-ready examples for the SDKs, plain HTTP and the tracking pixel."""
+SECRET_PLACEHOLDER = "YOUR_SECRET_KEY"
+
+
+def snippets(host: str, key: KeyOut | None, secret: str | None = None) -> dict[str, str]:
+    """Copy-ready examples for one key set: the visearch Python SDK, curl for /insert and /search,
+    and event tracking with the search-only app key. The secret appears only when it is known
+    (right after the key set was created); otherwise a placeholder stands in for it."""
     access = key.access_key if key else "ACCESS_KEY"
     app_key = key.app_key if key else "APP_KEY"
+    secret = secret or SECRET_PLACEHOLDER
     return {
-        "Python SDK": (
+        "Python SDK (visearch)": (
+            "# pip install visearch\n"
             "from visearch import client\n\n"
-            f'api = client.ViSearchAPI(access_key="{access}", secret_key="YOUR_SECRET_KEY",\n'
-            f'                         host="{host}/")\n'
-            'api.insert([{"im_name": "red-dress-1", "im_url": "https://example.com/red-dress-1.jpg"}])\n'
-            'print(api.search("red-dress-1", score=True, limit=10))'),
-        "Data API (curl)": (
-            f"curl -u {access}:YOUR_SECRET_KEY {host}/insert \\\n"
+            f'api = client.ViSearchAPI("{access}", "{secret}", host="{host}/")\n\n'
+            "# Index images (Data API /insert); the answer carries a trans_id for api.insert_status().\n"
+            'resp = api.insert([{"im_name": "red-dress-1", "im_url": "https://example.com/red-dress-1.jpg"}])\n'
+            'print(resp["status"], resp.get("trans_id"))\n\n'
+            "# Find similar to an indexed image, with scores.\n"
+            'print(api.search("red-dress-1", score=True, limit=10))\n\n'
+            "# Search by an image URL.\n"
+            'print(api.uploadsearch(image_url="https://example.com/query.jpg", score=True))'),
+        "curl: insert (Data API)": (
+            f"curl -u '{access}:{secret}' '{host}/insert' \\\n"
             "  -F 'im_name[0]=red-dress-1' -F 'im_url[0]=https://example.com/red-dress-1.jpg'"),
+        "curl: search": (
+            f"curl -u '{access}:{secret}' \\\n"
+            f"  '{host}/search?im_name=red-dress-1&score=true&limit=10'"),
         "Search from a web page (app key)": (
             f"fetch('{host}/search?access_key={app_key}&im_name=red-dress-1&score=true')\n"
-            "  .then(r => r.json()).then(body => console.log(body.result));"),
-        "Tracking pixel": (
+            "  .then(r => r.json()).then(body => console.log(body.reqid, body.result));"),
+        "Tracking pixel (app key)": (
             f'<img alt="" width="1" height="1" src="{host}/v3/__va.gif?code={app_key}'
             '&action=product_click&queryId=REQID&pid=red-dress-1&pos=1">'),
+        "Track events: POST /v3/events (app key)": (
+            f"curl -X POST '{host}/v3/events?code={app_key}' \\\n"
+            "  -H 'Content-Type: application/json' \\\n"
+            "  -d '{\"uid\": \"user-1\", \"events\": [{\"action\": \"product_click\", "
+            "\"queryId\": \"REQID\", \"pid\": \"red-dress-1\", \"pos\": 1}]}'"),
     }
 
 
@@ -42,9 +61,12 @@ async def _page(request: Request, ctx: Ctx, status: int = 200, created: KeyCreat
     keys = await apps_uc.list_keys(ctx.db, ctx.member.account_id, ctx.app.app_id)
     live = [k for k in keys if not k.revoked_at]
     host = str(request.base_url).rstrip("/")
+    # One set of snippets per live key; the secret only for the key set created in this answer.
+    per_key = [(k, snippets(host, k, created.secret_key if created and created.access_key == k.access_key
+                            else None)) for k in live]
     return render(request, "integration.html", ctx, status=status, keys=keys, live=len(live),
-                  max_keys=apps_uc.MAX_KEYS, created=created,
-                  snippets=snippets(host, live[0] if live else None),
+                  max_keys=apps_uc.MAX_KEYS, created=created, per_key=per_key,
+                  snippets=snippets(host, None),
                   done="Key revoked." if request.query_params.get("done") == "revoked" else None, **values)
 
 

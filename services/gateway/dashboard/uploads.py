@@ -1,5 +1,6 @@
 """Your Images → Upload: CSV upload (with the schema confirmation screen) over the ingestion's
-upload use cases, its progress, and the SFTP setup page (SFTP itself lands separately)."""
+upload use cases, its progress, and the SFTP setup (credentials, keys, exact file names) over the
+SFTP account use cases the admin API and `magpie sftp` call."""
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -13,20 +14,24 @@ from magpie.common.controlplane.schema_rules import FIELD_TYPES
 from magpie.common.errors import MagpieError
 from magpie.gateway.api import uploads as uploads_api
 from magpie.gateway.api.schemas import FieldIn
+from magpie.gateway.api.sftp import PublicKeyIn, UserIn
 from magpie.gateway.dashboard.forms import FormInvalid, checkbox, parse, submit
-from magpie.gateway.dashboard.session import AdminForm, AppPage
+from magpie.gateway.dashboard.session import AdminForm, AppPage, field
 from magpie.gateway.dashboard.solutions import has_route, search_key
 from magpie.gateway.dashboard.web import Ctx, DashboardRoute, redirect, render
 from magpie.ingestion import uploads as uploads_uc
+from magpie.ingestion.sftp import accounts as sftp_uc
 
 router = APIRouter(route_class=DashboardRoute)
 RECENT = 20
-SFTP_MODES = (
-    ("FULL (default)", "replaces the whole catalog with the file's contents", "{k}.csv.gz or {k}_FULL.csv.gz"),
-    ("INCREMENT", "adds new items and updates existing ones", "{k}_INCREMENT.csv.gz"),
-    ("DELETE (optional, with INCREMENT)", "removes the listed im_name after the increment is indexed",
-     "{k}_DELETE.csv.gz"),
+SFTP_MODES = (  # the mode, what it does; the file names come from sftp_uc.describe()
+    ("FULL", "FULL (default)", "replaces the whole catalog with the file's contents"),
+    ("INCREMENT", "INCREMENT", "adds new items and updates existing ones"),
+    ("DELETE", "DELETE (optional, with INCREMENT)", "removes the listed im_name after the increment is indexed"),
 )
+SFTP_DONE = {"sftp-key-added": "SSH key added.", "sftp-key-removed": "SSH key removed.",
+             "sftp-deleted": "SFTP account removed; the uploaded files and feeds stay."}
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
 
 def _deps(ctx: Ctx) -> Any:
@@ -40,13 +45,36 @@ async def _recent(ctx: Ctx) -> list[Any]:
         return list(rows)
 
 
-async def _page(request: Request, ctx: Ctx, status: int = 200, **values: object) -> Response:
+def _sftp_where(request: Request, ctx: Ctx) -> tuple[str, int]:
+    """The SFTP host and port, as the admin API gives them; a wildcard listen address becomes
+    the host name this page was opened with."""
+    settings = ctx.container.settings
+    host = settings.sftp_host or settings.host
+    if host in WILDCARD_HOSTS:
+        host = request.url.hostname or host
+    return host, settings.sftp_port
+
+
+def _sftp_modes(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per live app key (the file name prefix), each mode with its exact data and marker names."""
+    out = []
+    for names in info["files"]:
+        rows = [{"mode": mode, "label": label, "what": what, "data": names[mode]["data"],
+                 "marker": names[mode]["marker"], "data_short": names[mode].get("data_short"),
+                 "marker_short": names[mode].get("marker_short")} for mode, label, what in SFTP_MODES]
+        out.append({"app_key": names["app_key"], "rows": rows})
+    return out
+
+
+async def _page(request: Request, ctx: Ctx, status: int = 200, **values: Any) -> Response:
     assert ctx.app is not None
     app_key = await search_key(ctx)
-    modes = [(m, what, names.format(k=app_key or "APP_KEY")) for m, what, names in SFTP_MODES]
+    info = await sftp_uc.describe(ctx.db, ctx.app.app_id, *_sftp_where(request, ctx))
+    values.setdefault("done", SFTP_DONE.get(request.query_params.get("done", "")))
     return render(request, "upload.html", ctx, status=status, max_mb=uploads_uc.MAX_UPLOAD_BYTES >> 20,
                   recent=await _recent(ctx), sftp=has_route(request, "/v1/feeds", "GET"),
-                  modes=modes, app_key=app_key, **values)
+                  sftp_running=ctx.container.settings.sftp_enabled, sftp_info=info,
+                  sftp_files=_sftp_modes(info), max_sftp_keys=sftp_uc.MAX_KEYS, app_key=app_key, **values)
 
 
 @router.get("/apps/{app_id}/upload")
@@ -109,3 +137,55 @@ async def confirm(request: Request, app_id: str, upload_id: str, ctx: AppPage, f
     except FormInvalid as exc:
         return await _detail(request, ctx, upload_id, status=400, errors=exc.errors)
     return redirect(request, f"/apps/{app_id}/uploads/{upload_id}")
+
+
+# --- SFTP setup: the same use cases as POST/DELETE /admin/v1/apps/{app_id}/sftp... ---
+
+@router.post("/apps/{app_id}/sftp")
+async def sftp_create_user(request: Request, app_id: str, ctx: AppPage, form: AdminForm) -> Response:
+    """Create the application's SFTP account; its password is shown on this answer only."""
+    values = {"sftp_username": field(form, "username").strip()}
+    try:
+        body = parse(UserIn, {"username": values["sftp_username"] or None})
+        _, password = await submit(sftp_uc.create_user(ctx.db, app_id, body.username), "sftp_username")
+    except FormInvalid as exc:
+        errors = {("sftp_username" if k == "username" else k): v for k, v in exc.errors.items()}
+        return await _page(request, ctx, status=400, errors=errors, values=values)
+    sftp_uc.app_folder(ctx.container.settings.data_dir / "sftp", app_id)
+    return await _page(request, ctx, sftp_password=password, done="SFTP account created.")
+
+
+@router.post("/apps/{app_id}/sftp/password")
+async def sftp_rotate_password(request: Request, app_id: str, ctx: AppPage, form: AdminForm) -> Response:
+    """Replace the password at once (the old one stops working); the new one is shown only now."""
+    try:
+        _, password = await submit(sftp_uc.rotate_password(ctx.db, app_id), "sftp_password")
+    except FormInvalid as exc:
+        return await _page(request, ctx, status=400, errors=exc.errors)
+    return await _page(request, ctx, sftp_password=password, done="New SFTP password set.")
+
+
+@router.post("/apps/{app_id}/sftp/keys")
+async def sftp_add_key(request: Request, app_id: str, ctx: AppPage, form: AdminForm) -> Response:
+    """Allow an SSH public key (OpenSSH one-line format) to log in as the application's account."""
+    values = {"public_key": field(form, "public_key")}
+    try:
+        body = parse(PublicKeyIn, values)
+        await submit(sftp_uc.add_key(ctx.db, app_id, body.public_key), "public_key")
+    except FormInvalid as exc:
+        return await _page(request, ctx, status=400, errors=exc.errors, values=values)
+    return redirect(request, f"/apps/{app_id}/upload?done=sftp-key-added#sftp-setup")
+
+
+@router.post("/apps/{app_id}/sftp/keys/remove")
+async def sftp_remove_key(request: Request, app_id: str, ctx: AppPage, form: AdminForm) -> Response:
+    """Stop a key (by its fingerprint, sent in the form: it may contain '/') from logging in."""
+    await sftp_uc.remove_key(ctx.db, app_id, field(form, "fingerprint"))
+    return redirect(request, f"/apps/{app_id}/upload?done=sftp-key-removed#sftp-setup")
+
+
+@router.post("/apps/{app_id}/sftp/delete")
+async def sftp_delete_user(request: Request, app_id: str, ctx: AppPage, form: AdminForm) -> Response:
+    """Remove the SFTP account and its keys (uploaded files and feeds stay)."""
+    await sftp_uc.delete_account(ctx.db, app_id)
+    return redirect(request, f"/apps/{app_id}/upload?done=sftp-deleted#sftp-setup")

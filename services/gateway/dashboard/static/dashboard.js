@@ -16,18 +16,30 @@
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   });
-  // Copy buttons next to secrets and snippets.
+  // Copy buttons next to secrets and snippets: the clipboard API where the page may use it,
+  // else the selection with execCommand("copy"), else the text stays selected for Ctrl+C.
   document.querySelectorAll("button[data-copy]").forEach(function (button) {
     button.addEventListener("click", function () {
-      var text = document.getElementById(button.dataset.copy).textContent;
-      var done = function () { button.textContent = "Copied"; setTimeout(function () { button.textContent = "Copy"; }, 1500); };
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(text).then(done);
-      } else {  // plain-http installs: select the text so Ctrl+C copies it
+      var source = document.getElementById(button.dataset.copy);
+      if (!source) return;
+      var text = source.textContent;
+      var say = function (label) {
+        button.textContent = label;
+        button.dataset.copied = label === "Copied" ? "yes" : "no";
+        setTimeout(function () { button.textContent = "Copy"; }, 1500);
+      };
+      var bySelection = function () {
         var range = document.createRange();
-        range.selectNodeContents(document.getElementById(button.dataset.copy));
+        range.selectNodeContents(source);
         var sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
-        button.textContent = "Press Ctrl+C";
+        var ok = false;
+        try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+        say(ok ? "Copied" : "Press Ctrl+C");
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () { say("Copied"); }, bySelection);
+      } else {
+        bySelection();
       }
     });
   });
