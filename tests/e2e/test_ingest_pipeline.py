@@ -6,7 +6,7 @@ import pytest
 from visearch import client as visearch
 
 from tests.fixtures.images import serve
-from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.fixtures.server import new_application
 
 pytestmark = pytest.mark.e2e
 
@@ -19,16 +19,10 @@ def images():
 
 @pytest.fixture(scope="module")
 def app(server):
-    token = httpx.post(f"{server.url}/admin/v1/sessions",
-                       json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).json()["token"]
-    headers = {"Authorization": f"Bearer {token}"}
-    created = httpx.post(f"{server.url}/admin/v1/apps", json={"name": "Pipeline"}, headers=headers).json()
-    r = httpx.put(f"{server.url}/admin/v1/apps/{created['app_id']}/schema", headers=headers, json={"fields": [
+    return new_application(server.url, "Pipeline", [
         {"name": "brand", "type": "string", "searchable": True},
         {"name": "price", "type": "float", "searchable": True},
-        {"name": "notes", "type": "text"}]})
-    assert r.status_code == 200
-    return created
+        {"name": "notes", "type": "text"}])
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from visearch import client as visearch
 
 from tests.fixtures.catalog import catalog, serve_files
 from tests.fixtures.images import HTML
-from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.fixtures.server import new_application
 
 pytestmark = pytest.mark.e2e
 ITEMS = catalog(12)
@@ -23,18 +23,12 @@ def files():
 
 @pytest.fixture(scope="module")
 def app(server):
-    token = httpx.post(f"{server.url}/admin/v1/sessions",
-                       json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).json()["token"]
-    headers = {"Authorization": f"Bearer {token}"}
-    created = httpx.post(f"{server.url}/admin/v1/apps", json={"name": "Search"}, headers=headers).json()
-    r = httpx.put(f"{server.url}/admin/v1/apps/{created['app_id']}/schema", headers=headers, json={"fields": [
+    return new_application(server.url, "Search", [
         {"name": "brand", "type": "string", "searchable": True},
         {"name": "price", "type": "float", "searchable": True},
         {"name": "stock", "type": "int", "searchable": True},
         {"name": "title", "type": "text", "searchable": True},
-        {"name": "sku", "type": "string"}]})
-    assert r.status_code == 200, r.text
-    return created
+        {"name": "sku", "type": "string"}])
 
 
 @pytest.fixture(scope="module")
