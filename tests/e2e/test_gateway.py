@@ -40,6 +40,9 @@ def test_openapi_is_valid_and_lists_every_route(server):
     for path in ("/health", "/ready", "/admin/v1/apps", "/admin/v1/apps/{app_id}/schema",
                  "/admin/v1/apps/{app_id}/keys/{access_key}", "/v1/app", "/v1/apps/{app_id}/schema"):
         assert path in spec["paths"], path
+    search_params = {p["name"] for p in spec["paths"]["/search"]["get"]["parameters"]}
+    assert {"im_name", "fq", "fl", "limit", "page", "score", "facets"} <= search_params
+    assert "image" in str(spec["paths"]["/uploadsearch"]["post"]["requestBody"])
 
 
 def test_admin_needs_sign_in(server):

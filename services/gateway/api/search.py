@@ -20,6 +20,7 @@ from magpie.common.errors import InvalidImageFormat
 from magpie.common.events.analytics import SearchServed
 from magpie.common.ports import Bus
 from magpie.gateway.api.deps import Db, app_access, get_container
+from magpie.gateway.api.search_docs import COLOR, IM_NAME, UPLOAD, UPLOAD_BODY, docs
 from magpie.gateway.controlplane.access import AppAccess
 from magpie.search import query
 from magpie.search.params import SearchParams, parse_params
@@ -119,7 +120,7 @@ async def _publish(bus: Bus, served: SearchServed) -> None:
         log.exception("could not publish search.served %s", served.reqid)
 
 
-@router.get("/search", name="search")
+@router.get("/search", name="search", openapi_extra=docs(IM_NAME))
 async def search(request: Request, a: SearchAccess) -> JSONResponse:
     """Visually similar items to the indexed item `im_name` (the item itself left out)."""
     s = await begin(request)
@@ -127,8 +128,8 @@ async def search(request: Request, a: SearchAccess) -> JSONResponse:
     return answer(request, a, "search", s, outcome)
 
 
-@router.get("/uploadsearch", name="uploadsearch")
-@router.post("/uploadsearch", name="uploadsearch")
+@router.get("/uploadsearch", name="uploadsearch", openapi_extra=docs(UPLOAD))
+@router.post("/uploadsearch", name="uploadsearch", openapi_extra=docs(UPLOAD, UPLOAD_BODY))
 async def uploadsearch(request: Request, a: SearchAccess) -> JSONResponse:
     """Items like an `image` (≤10 MB), an `im_url` or an earlier `im_id`; `box` for a region."""
     s = await begin(request)
@@ -136,8 +137,8 @@ async def uploadsearch(request: Request, a: SearchAccess) -> JSONResponse:
     return answer(request, a, "uploadsearch", s, outcome)
 
 
-@router.get("/recommendation", name="recommendation")
-@router.post("/recommendation", name="recommendation")
+@router.get("/recommendation", name="recommendation", openapi_extra=docs(IM_NAME))
+@router.post("/recommendation", name="recommendation", openapi_extra=docs(IM_NAME))
 async def recommendation(request: Request, a: SearchAccess) -> JSONResponse:
     """"You may also like" for `im_name`: similar items, near-duplicates removed, diversified."""
     s = await begin(request)
@@ -145,8 +146,8 @@ async def recommendation(request: Request, a: SearchAccess) -> JSONResponse:
     return answer(request, a, "recommendation", s, outcome)
 
 
-@router.get("/recommendations", name="recommendations")
-@router.post("/recommendations", name="recommendations")
+@router.get("/recommendations", name="recommendations", openapi_extra=docs(IM_NAME))
+@router.post("/recommendations", name="recommendations", openapi_extra=docs(IM_NAME))
 async def recommendations(request: Request, a: SearchAccess) -> JSONResponse:
     """The same as `/recommendation` (the Java SDK's later path)."""
     s = await begin(request)
@@ -154,7 +155,7 @@ async def recommendations(request: Request, a: SearchAccess) -> JSONResponse:
     return answer(request, a, "recommendations", s, outcome)
 
 
-@router.get("/colorsearch", name="colorsearch")
+@router.get("/colorsearch", name="colorsearch", openapi_extra=docs(COLOR))
 async def colorsearch(request: Request, a: SearchAccess) -> JSONResponse:
     """Items by dominant colour: `color=RRGGBB` (repeat as `RRGGBB:weight` to mix colours)."""
     s = await begin(request)
