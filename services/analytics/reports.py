@@ -82,16 +82,16 @@ async def report(store: AnalyticsStore, q: ReportQuery, top: int = 10) -> dict[s
 
 
 async def usage(store: AnalyticsStore, app_id: str, date_from: date, date_to: date) -> dict[str, Any]:
-    """Usage statistics: searches by method, events by action, ingested items by stage and
-    outcome; totals over the range and per day."""
+    """Usage statistics: API calls by endpoint, searches by method, events by action, ingested
+    items by stage and outcome; totals over the range and per day."""
     rows = await store.usage(app_id, date_from, date_to)
-    totals: dict[str, dict[str, int]] = {"searches": {}, "events": {}, "ingest": {}}
+    totals: dict[str, dict[str, int]] = {"api_calls": {}, "searches": {}, "events": {}, "ingest": {}}
     days: dict[str, dict[str, dict[str, int]]] = {}
-    group = {"search": "searches", "event": "events", "ingest": "ingest"}
+    group = {"api": "api_calls", "search": "searches", "event": "events", "ingest": "ingest"}
     for r in rows:
         kind, name, n = group[r["kind"]], r["name"], int(r["n"])
         totals[kind][name] = totals[kind].get(name, 0) + n
-        day = days.setdefault(r["date"], {"searches": {}, "events": {}, "ingest": {}})
+        day = days.setdefault(r["date"], {"api_calls": {}, "searches": {}, "events": {}, "ingest": {}})
         day[kind][name] = day[kind].get(name, 0) + n
     return {"app_id": app_id, "from": date_from.isoformat(), "to": date_to.isoformat(),
             "totals": totals, "by_day": [{"date": d, **days[d]} for d in sorted(days)]}

@@ -1,6 +1,7 @@
 """The gateway's FastAPI application factory."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,7 @@ from magpie.common.settings import Settings, get_settings
 from magpie.gateway import dashboard, errors
 from magpie.gateway.api import admin, data, health, public, reports, search, tracking, uploads
 from magpie.gateway.api import sftp as sftp_api
-from magpie.gateway.metrics import HttpMetrics, RequestMiddleware
+from magpie.gateway.metrics import ApiUsage, HttpMetrics, RequestMiddleware, flush_usage
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,7 +24,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         async with container(settings) as c:
             app.state.container = c
-            yield
+            stop = asyncio.Event()
+            flusher = asyncio.create_task(flush_usage(app.state.api_usage, c.analytics, stop))
+            try:
+                yield
+            finally:
+                stop.set()
+                await flusher  # before the analytics store closes
 
     app = FastAPI(
         title="Magpie",
@@ -32,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = HttpMetrics()
-    app.add_middleware(RequestMiddleware, metrics=app.state.metrics)
+    app.state.api_usage = ApiUsage()
+    app.add_middleware(RequestMiddleware, metrics=app.state.metrics, usage=app.state.api_usage)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(admin.router)

@@ -129,3 +129,17 @@ def test_json_api_twins(server, app, images):
     assert st["success_count"] == 1
     listed = httpx.get(f"{server.url}/v1/transactions", auth=auth).json()["result"]
     assert listed[0]["trans_id"] == body["trans_id"]
+
+
+def test_usage_counts_api_calls_per_endpoint_and_stored_bytes(server, app):
+    auth = (app["access_key"], app["secret_key"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # counts reach the store every few seconds
+        body = httpx.get(f"{server.url}/v1/usage", auth=auth).json()
+        if body["totals"]["api_calls"].get("/insert"):
+            break
+        time.sleep(0.5)
+    calls = body["totals"]["api_calls"]
+    assert calls["/insert"] >= 5 and calls["/insert/status/{trans_id}"] >= 5 and calls["/remove"] >= 1
+    assert body["by_day"][-1]["api_calls"]["/insert"] == calls["/insert"]
+    assert body["stored_bytes"] > 1000  # images, thumbnails and vectors of the indexed items

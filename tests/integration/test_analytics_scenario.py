@@ -176,15 +176,16 @@ WIDGET_TOP = [{"pid": "p1", "clicks": 1, "avg_pos": 5.0}, {"pid": "p3", "clicks"
               {"pid": "p4", "clicks": 1, "avg_pos": 2.0}]
 
 USAGE_TOTALS = {
+    "api_calls": {},  # calls through the HTTP routes are counted by the gateway, not here
     "searches": {"search": 5, "uploadsearch": 2},
     "events": {"add_to_cart": 3, "product_click": 8, "product_view": 5, "result_load": 1, "transaction": 4},
     "ingest": {"image-fetch:failed": 1, "search:ok": 2},
 }
 USAGE_DAYS = [
-    {"date": D1, "searches": {"search": 3, "uploadsearch": 1},
+    {"date": D1, "api_calls": {}, "searches": {"search": 3, "uploadsearch": 1},
      "events": {"add_to_cart": 2, "product_click": 3, "product_view": 3, "result_load": 1, "transaction": 3},
      "ingest": {"search:ok": 2}},
-    {"date": D2, "searches": {"search": 2, "uploadsearch": 1},
+    {"date": D2, "api_calls": {}, "searches": {"search": 2, "uploadsearch": 1},
      "events": {"add_to_cart": 1, "product_click": 5, "product_view": 2, "transaction": 1},
      "ingest": {"image-fetch:failed": 1}},
 ]

@@ -2,7 +2,7 @@
 aggregates the reports are computed from."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal, Protocol
@@ -88,8 +88,12 @@ class AnalyticsStore(Protocol):
     async def top_products(self, q: ReportQuery, limit: int = 10) -> list[dict[str, Any]]:
         """The most clicked products: pid, clicks, average clicked position."""
 
+    async def insert_api_calls(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """Add API call counts keyed by (app_id, ISO date, endpoint)."""
+
     async def usage(self, app_id: str, date_from: date, date_to: date) -> list[dict[str, Any]]:
-        """Per day and kind (search / event / ingest): counts by method, action or stage:outcome."""
+        """Per day and kind (search / event / ingest / api): counts by method, action,
+        stage:outcome or endpoint."""
 
     def export_events(
         self, app_id: str, date_from: date, date_to: date, fmt: ExportFormat,

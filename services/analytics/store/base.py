@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -28,7 +28,8 @@ from magpie.common.events.analytics import EventTracked, SearchServed
 from magpie.common.ports.analytics import ExportFormat, IngestLogRow, ReportQuery, Table
 
 log = logging.getLogger(__name__)
-_TABLES = {"events": sql.EVENT_COLUMNS, "searches": sql.SEARCH_COLUMNS, "ingest_log": sql.INGEST_COLUMNS}
+_TABLES = {"events": sql.EVENT_COLUMNS, "searches": sql.SEARCH_COLUMNS, "ingest_log": sql.INGEST_COLUMNS,
+           "api_calls": sql.API_CALL_COLUMNS}
 
 
 class SqlStore:
@@ -104,6 +105,11 @@ class SqlStore:
     async def insert_ingest_log(self, rows: Sequence[IngestLogRow]) -> None:
         """Buffer item outcomes."""
         await self._add("ingest_log", [sql.encode_row(sql.ingest_row(r)) for r in rows])
+
+    async def insert_api_calls(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """Buffer API call counts keyed by (app_id, ISO date, endpoint)."""
+        await self._add("api_calls", [sql.encode_row(sql.api_call_row(a, d, e, n))
+                                      for (a, d, e), n in counts.items()])
 
     def buffered(self) -> int:
         """Rows waiting to be written."""

@@ -116,6 +116,17 @@ ORDER BY (app_id, date, method, reqid)""",
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(date)
 ORDER BY (app_id, date, stage, outcome, trans_id, im_name, error_code, ts)""",
+    # Counts of API calls, flushed by the gateway every few seconds: summed, not deduplicated.
+    """CREATE TABLE IF NOT EXISTS {db}.api_calls
+(
+    app_id   LowCardinality(String),
+    date     Date,
+    endpoint LowCardinality(String),
+    n        UInt64
+)
+ENGINE = SummingMergeTree(n)
+PARTITION BY toYYYYMM(date)
+ORDER BY (app_id, date, endpoint)""",
 )
 
 _RANGE = "app_id = {app_id:String} AND date BETWEEN {date_from:Date} AND {date_to:Date}"
@@ -184,6 +195,9 @@ FROM {{db}}.events FINAL WHERE {_RANGE} GROUP BY date, name
 UNION ALL
 SELECT date, 'ingest' AS kind, concat(stage, ':', outcome) AS name, count() AS n
 FROM {{db}}.ingest_log FINAL WHERE {_RANGE} GROUP BY date, name
+UNION ALL
+SELECT date, 'api' AS kind, toString(endpoint) AS name, sum(n) AS n
+FROM {{db}}.api_calls WHERE {_RANGE} GROUP BY date, name
 ORDER BY date, kind, name"""
 
 EXPORT_EVENTS = f"""SELECT {", ".join(c for c in EVENT_COLUMNS if c != "app_id")}
@@ -192,7 +206,7 @@ WHERE {_RANGE}
 ORDER BY ts, event_id"""
 
 DELETE_APP = tuple(f"ALTER TABLE {{db}}.{t} DELETE WHERE app_id = {{app_id:String}}"
-                   for t in ("events", "searches", "ingest_log"))
+                   for t in ("events", "searches", "ingest_log", "api_calls"))
 PING = "SELECT 1 FORMAT JSON"
 _EXPORT_FORMATS = {"csv": "CSVWithNames", "parquet": "Parquet"}
 # Why each setting: 64-bit counts as JSON numbers, not strings; the ROLLUP total row has
@@ -254,6 +268,14 @@ def ingest_row(r: IngestLogRow) -> dict[str, Any]:
     """The ingest_log row of an item outcome."""
     return {"app_id": r.app_id, "stage": r.stage, "outcome": r.outcome, "trans_id": str(r.trans_id),
             "im_name": r.im_name, "error_code": r.error_code, "ts": r.ts / 1000}
+
+
+API_CALL_COLUMNS = ("app_id", "date", "endpoint", "n")
+
+
+def api_call_row(app_id: str, day: str, endpoint: str, n: int) -> dict[str, Any]:
+    """The api_calls row of `n` calls of one endpoint on one day (ISO date)."""
+    return {"app_id": app_id, "date": day, "endpoint": endpoint, "n": n}
 
 
 def encode_row(row: Mapping[str, Any]) -> bytes:

@@ -78,9 +78,12 @@ def _basic(request: Request) -> tuple[str, str] | None:
 async def app_access(request: Request, db: Db) -> AppAccess:
     """Authenticate by HTTP Basic access:secret (full) or an `access_key`/`app_key` parameter
     holding a search-only app key (both ViSearch styles)."""
+    request.state.app_id = None
     basic = _basic(request)
     if basic is not None:
-        return await access.by_secret(db, *basic)
+        found = await access.by_secret(db, *basic)
+        request.state.app_id = found.app_id  # counted per endpoint in the usage statistics
+        return found
     key = request.query_params.get("access_key") or request.query_params.get("app_key")
     if key is None and request.method == "POST":
         ctype = request.headers.get("content-type", "")
@@ -90,7 +93,9 @@ async def app_access(request: Request, db: Db) -> AppAccess:
             key = value if isinstance(value, str) else None
     if not key:
         raise InvalidCredentials()
-    return await access.by_app_key(db, key)
+    found = await access.by_app_key(db, key)
+    request.state.app_id = found.app_id
+    return found
 
 
 async def full_access(a: Annotated[AppAccess, Depends(app_access)]) -> AppAccess:

@@ -103,10 +103,13 @@ async def v1_events_parquet(a: DataAccess, store: Store, rng: Range) -> Streamin
 
 
 @router.get("/v1/usage", name="usage")
-async def v1_usage(a: DataAccess, store: Store, rng: Range) -> dict[str, Any]:
-    """Usage statistics: searches by method, tracked events by action, ingested items by
-    stage and outcome; totals and per day."""
-    return {"status": "OK", "method": "usage", **await reports.usage(store, a.app_id, *rng)}
+async def v1_usage(request: Request, a: DataAccess, store: Store, rng: Range) -> dict[str, Any]:
+    """Usage statistics: API calls by endpoint, searches by method, tracked events by action,
+    ingested items by stage and outcome (totals and per day), and the bytes the application's
+    images, thumbnails and vectors take in the object store now."""
+    stored = await get_container(request).objects.usage_bytes(f"{a.app_id}/")
+    return {"status": "OK", "method": "usage", **await reports.usage(store, a.app_id, *rng),
+            "stored_bytes": stored}
 
 
 # --- /admin/v1, team members -----------------------------------------------------------------
@@ -135,7 +138,9 @@ async def admin_events_parquet(app_id: str, m: Viewer, db: Db, store: Store, rng
 
 
 @router.get("/admin/v1/apps/{app_id}/usage", tags=["admin"])
-async def admin_usage(app_id: str, m: Viewer, db: Db, store: Store, rng: Range) -> dict[str, Any]:
-    """An application's usage statistics."""
+async def admin_usage(request: Request, app_id: str, m: Viewer, db: Db, store: Store,
+                      rng: Range) -> dict[str, Any]:
+    """An application's usage statistics, with its stored bytes."""
     await own_app(db, m, app_id)
-    return await reports.usage(store, app_id, *rng)
+    stored = await get_container(request).objects.usage_bytes(f"{app_id}/")
+    return {**await reports.usage(store, app_id, *rng), "stored_bytes": stored}

@@ -47,7 +47,9 @@ async def search_access(request: Request, db: Db) -> AppAccess:
     key = _credentials(request)
     if key is None:
         return await app_access(request, db)
-    return await search_deps(request).access.get(key, lambda: app_access(request, db))
+    found = await search_deps(request).access.get(key, lambda: app_access(request, db))
+    request.state.app_id = found.app_id  # a cached key is counted in the usage statistics too
+    return found
 
 
 SearchAccess = Annotated[AppAccess, Depends(search_access)]
