@@ -49,7 +49,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -71,6 +70,7 @@ from magpie.analytics.store import sql  # noqa: E402
 from magpie.analytics.store.chdb_store import ChdbAnalyticsStore  # noqa: E402
 from magpie.common.events.analytics import EventTracked  # noqa: E402
 from magpie.common.ports.analytics import ReportQuery  # noqa: E402
+from bench._profiling import py_spy  # noqa: E402
 from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD, start_server, stop_server  # noqa: E402
 
 START = date(2024, 6, 1)
@@ -215,26 +215,6 @@ class Usage:
         return f"{1e6 * self.server * self.wall / events:,.0f} ms", split
 
 
-@contextlib.contextmanager
-def py_spy(pid: int, out: Path | None, extra: list[str]) -> Iterator[None]:
-    """Record `pid` with py-spy (collapsed stacks in `out`) for the duration of the block."""
-    if out is None:
-        yield
-        return
-    exe = os.environ.get("PY_SPY") or shutil.which("py-spy") or "py-spy"
-    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
-                             "--output", str(out), "--nonblocking", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(1.0)  # attach before the work starts
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print(f"py-spy: {out} ({proc.returncode})", file=sys.stderr)
 
 
 # --- a minimal HTTP/1.1 client ----------------------------------------------------------------------

@@ -25,7 +25,6 @@ import functools
 import io
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._profiling import py_spy  # noqa: E402
 from tests.fixtures.server import (  # noqa: E402
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -343,27 +343,6 @@ def percentile(values: list[float], q: int) -> float:
 
 # --- profiling ------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def py_spy(pid: int, out: Path | None, extra: list[str]) -> Iterator[None]:
-    """Record `pid` with py-spy (collapsed stacks in `out`) for the duration of the block;
-    `extra` py-spy options, e.g. --gil (only the thread holding the GIL) or --threads."""
-    if out is None:
-        yield
-        return
-    exe = os.environ.get("PY_SPY") or shutil.which("py-spy") or "py-spy"
-    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
-                             "--output", str(out), "--nonblocking", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(1.0)  # attach before the work starts
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print(f"py-spy: {out} ({proc.returncode})", file=sys.stderr)
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -411,7 +390,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 await wait_done(client, await insert(client, insert_form(base, [warm_id])), 0.1)
                 raw_before = raw_rate(embedder, sample)
                 mark = Usage.mark(pid)
-                with py_spy(pid, args.profile, args.profile_args.split()):
+                with py_spy(pid, args.profile, args.profile_args.split(), rate=50):
                     bulk = await bulk_insert(client, base, ids, args.batch, args.concurrency)
                 usage = Usage.during(pid, mark)
                 raw_after = raw_rate(embedder, sample)

@@ -141,20 +141,14 @@ async def uploadsearch(request: Request, a: SearchAccess) -> JSONResponse:
 
 @router.get("/recommendation", name="recommendation", openapi_extra=docs(IM_NAME))
 @router.post("/recommendation", name="recommendation", openapi_extra=docs(IM_NAME))
-async def recommendation(request: Request, a: SearchAccess) -> JSONResponse:
-    """"You may also like" for `im_name`: similar items, near-duplicates removed, diversified."""
-    s = await begin(request)
-    outcome = await query.recommend(s.deps, a.app_id, s.params)
-    return answer(request, a, "recommendation", s, outcome)
-
-
 @router.get("/recommendations", name="recommendations", openapi_extra=docs(IM_NAME))
 @router.post("/recommendations", name="recommendations", openapi_extra=docs(IM_NAME))
-async def recommendations(request: Request, a: SearchAccess) -> JSONResponse:
-    """The same as `/recommendation` (the Java SDK's later path)."""
+async def recommendation(request: Request, a: SearchAccess) -> JSONResponse:
+    """"You may also like" for `im_name`: similar items, near-duplicates removed, diversified.
+    `/recommendations` (the Java SDK's later path) is the same; each answers in its own name."""
     s = await begin(request)
     outcome = await query.recommend(s.deps, a.app_id, s.params)
-    return answer(request, a, "recommendations", s, outcome)
+    return answer(request, a, request.scope["route"].name, s, outcome)
 
 
 @router.get("/colorsearch", name="colorsearch", openapi_extra=docs(COLOR))
