@@ -231,6 +231,8 @@ async def scenario(index: VectorIndex) -> list[Any]:
     lower_nike = oracle.count(lambda p: p["brand"] == "nike")
     assert await index.count(A, (AnyOf("brand", ("nike",)),)) == lower_nike
 
+    seen.append(await _scrolls(index, oracle))
+
     # Two applications are isolated, even with the same im_name.
     await index.ensure_collection(B, DIM, FIELDS)
     other = [IndexPoint(f"p{i}", q, {"brand": "Nike", "year": 2020, "price": 1.0, "title": "b"})
@@ -256,6 +258,53 @@ async def scenario(index: VectorIndex) -> list[Any]:
     assert await index.count(A) == N - 1
     await index.ensure_collection(B, DIM, FIELDS)
     assert await index.count(B) == 0
+    return seen
+
+
+async def _scroll_all(index: VectorIndex, app: str, **options: Any) -> list[Any]:
+    """Every page of a scroll, following the cursor to the end."""
+    pages, offset = [], None
+    while True:
+        page = await index.scroll(app, offset=offset, **options)
+        pages.append(page.points)
+        if page.next_offset is None:
+            return pages
+        assert page.points, "a page before the end is never empty"
+        offset = page.next_offset
+
+
+async def _scrolls(index: VectorIndex, oracle: Oracle) -> list[Any]:
+    """Scroll: every point once, pages in id order, filters as search applies them."""
+    seen: list[Any] = []
+    pages = await _scroll_all(index, A, limit=37)
+    names = [p.im_name for page in pages for p in page]
+    assert sorted(names) == sorted(oracle.items) and len(pages) == -(-len(names) // 37)
+    assert all(len(page) == 37 for page in pages[:-1])
+    first = pages[0][0]
+    want = {k: v for k, v in oracle.items[first.im_name][1].items() if k != "note"}  # removed
+    assert first.vector == [] and first.payload == {**want, "im_name": first.im_name}
+    seen.append(names)
+    for label, flt, pred in FILTERS:
+        got = [p.im_name for page in await _scroll_all(index, A, limit=16, filter=flt)
+               for p in page]
+        assert sorted(got) == sorted(n for n, (_, p) in oracle.items.items() if pred(p)), label
+        assert got == [n for n in names if n in set(got)], label  # the same id order
+        seen.append((label, got))
+    # Narrowed payloads and vectors on request; one page that holds everything ends at once.
+    page = await index.scroll(A, limit=N, fields=["brand"], with_vectors=True)
+    assert page.next_offset is None and len(page.points) == len(oracle.items)
+    for point in page.points:
+        assert point.payload == {"im_name": point.im_name,
+                                 "brand": oracle.items[point.im_name][1]["brand"]}
+        assert np.allclose(point.vector, oracle.items[point.im_name][0], atol=1e-5)
+    # A cursor resumes where its page ended, even after the point it names was deleted.
+    head = await index.scroll(A, limit=5)
+    resumed = await index.scroll(A, limit=5, offset=head.next_offset)
+    assert [p.im_name for p in head.points + resumed.points] == names[:10]
+    assert (await index.scroll(A, limit=0)).points == []
+    assert await index.scroll("never-created", limit=5) == ([], None)
+    with pytest.raises(InvalidRequest):
+        await index.scroll(A, offset="not-a-cursor")
     return seen
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import Filter
@@ -34,6 +34,13 @@ class FacetCount:
 
     value: str | int
     count: int
+
+
+class ScrollPage(NamedTuple):
+    """One page of a scroll: points in id order, and the cursor of the next page (None: done)."""
+
+    points: list[IndexPoint]
+    next_offset: str | None
 
 
 class VectorIndex(Protocol):
@@ -94,3 +101,14 @@ class VectorIndex(Protocol):
     ) -> tuple[float, float] | None:
         """The smallest and largest value of a numeric field over the points that satisfy the
         filter; None when none holds one."""
+
+    async def scroll(
+        self, app_id: str, *, limit: int = 256, offset: str | None = None, filter: Filter = (),
+        fields: Sequence[str] | None = None, with_vectors: bool = False,
+    ) -> ScrollPage:
+        """Every point that satisfies the filter, a page at a time in point-id order.
+
+        `offset` is the `next_offset` of the previous page (None: the first page), an opaque
+        cursor that stays valid while points are written. `fields` narrows each payload to
+        those keys (None: all); vectors are empty unless `with_vectors`. A missing
+        application reads as empty."""

@@ -39,6 +39,16 @@ def check_app_id(app_id: str) -> str:
     return app_id
 
 
+def scroll_offset(offset: str | None) -> str | None:
+    """A scroll cursor as the engines take it (a point id), or InvalidRequest."""
+    if offset is None:
+        return None
+    try:
+        return str(uuid.UUID(str(offset)))
+    except ValueError:
+        raise InvalidRequest(f"Invalid scroll cursor: {str(offset)[:64]!r}.") from None
+
+
 def check_vector(vector: Sequence[float], dim: int) -> list[float]:
     """The vector as a list of floats, or InvalidRequest when its length is not `dim`."""
     values = vector.tolist() if hasattr(vector, "tolist") else [float(x) for x in vector]

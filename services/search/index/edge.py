@@ -22,26 +22,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 from magpie.common.errors import InvalidRequest, NotFound
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import Filter
-from magpie.common.ports.index import FacetCount, Hit, IndexPoint
+from magpie.common.ports.index import FacetCount, Hit, IndexPoint, ScrollPage
 from magpie.search.index import (
     IM_NAME, build_filter, check_app_id, check_vector, facet_counts, named, plan_filter,
-    point_id, wanted_indexes,
+    point_id, scroll_offset, wanted_indexes,
 )
-from magpie.search.index.edge_files import (
-    SHARD_PREFIX, _adopt, _apply, _close_shard, _copy_shard, _create, _index_ops, _open, _qe,
-    _retire, _write_meta,
-)
+from magpie.search.index.edge_app import AppShard, close_app, optimize_shard, reading
+from magpie.search.index.edge_files import _apply, _create, _index_ops, _open, _qe, _write_meta
 
 log = logging.getLogger(__name__)
 
@@ -49,33 +45,6 @@ UPSERT_CHUNK = 256  # points per engine call: the event loop gets the GIL in bet
 # A flush holds the GIL for as long as it writes (0.65 s for 100k fresh points of 512-d):
 # flushing every few thousand written points keeps each one, and so every stall, short.
 FLUSH_EVERY = 5_000
-
-# The optimiser process, at a lower priority so that queries keep the CPU.
-_CHILD = """import os, sys
-os.nice(10)
-from qdrant_edge import EdgeShard
-s = EdgeShard.load(sys.argv[1]); changed = s.optimize(); s.flush(); s.close()
-print(int(changed))"""
-
-
-@dataclass(eq=False)
-class _App:
-    """One application's open shard and the state that guards it."""
-
-    dir: Path
-    meta: dict[str, Any]
-    shard: Any
-    write: asyncio.Lock = field(default_factory=asyncio.Lock)
-    gate: asyncio.Condition = field(default_factory=asyncio.Condition)
-    readers: int = 0
-    swapping: bool = False
-    closing: bool = False
-    journal: list[Any] | None = None  # writes made since the optimisation copy was taken
-    pending: int = 0  # points written since the last optimisation
-    unflushed: int = 0  # points written since the last flush
-    task: asyncio.Task[bool] | None = None
-    proc: asyncio.subprocess.Process | None = None
-
 
 class EdgeIndex:
     """VectorIndex on embedded qdrant-edge shards under `root`, optimised in the background.
@@ -94,7 +63,7 @@ class EdgeIndex:
     ) -> None:
         self._root = Path(root)
         self._after, self._threshold_kb = optimize_after, indexing_threshold_kb
-        self._apps: dict[str, _App] = {}
+        self._apps: dict[str, AppShard] = {}
         self._lock = asyncio.Lock()  # opening, creating, dropping and closing shards
 
     async def start(self) -> None:
@@ -106,7 +75,7 @@ class EdgeIndex:
         async with self._lock:
             apps, self._apps = list(self._apps.values()), {}
             for app in apps:
-                await self._close(app)
+                await close_app(app)
 
     async def ensure_collection(self, app_id: str, dim: int, fields: Sequence[FieldSpec]) -> None:
         """Create the application's shard if missing; make its payload indexes match `fields`."""
@@ -118,7 +87,7 @@ class EdgeIndex:
                     meta = {"dim": dim, "fields": {}, "generation": uuid.uuid4().hex[:12]}
                     path = self._root / app_id
                     shard = await asyncio.to_thread(_create, path, meta, self._threshold_kb)
-                    app = self._apps[app_id] = _App(path, meta, shard)
+                    app = self._apps[app_id] = AppShard(path, meta, shard)
         if app.meta["dim"] != dim:
             raise InvalidRequest(f"Index of {app_id} has {app.meta['dim']} dimensions, not {dim}.")
         wanted, app.meta["fields"] = wanted_indexes(fields), {f.name: f.type for f in fields}
@@ -186,7 +155,7 @@ class EdgeIndex:
         async with self._lock:  # held throughout, so that nothing reopens the shard meanwhile
             app = self._apps.pop(app_id, None)
             if app is not None:
-                await self._close(app)
+                await close_app(app)
             await asyncio.to_thread(shutil.rmtree, self._root / app_id, ignore_errors=True)
 
     async def get(self, app_id: str, im_name: str) -> IndexPoint | None:
@@ -265,9 +234,27 @@ class EdgeIndex:
                 ends += [r.payload[key] for r in found]
         return (ends[0], ends[1]) if len(ends) == 2 else None
 
+    async def scroll(
+        self, app_id: str, *, limit: int = 256, offset: str | None = None, filter: Filter = (),
+        fields: Sequence[str] | None = None, with_vectors: bool = False,
+    ) -> ScrollPage:
+        """The points that satisfy the filter, a page at a time in point-id order."""
+        app, flt = await self._plan(app_id, filter, ())
+        if app is None or limit <= 0:
+            return ScrollPage([], None)
+        qe = _qe()
+        request = qe.ScrollRequest(
+            offset=scroll_offset(offset), limit=limit, filter=flt,
+            with_payload=True if fields is None else [IM_NAME, *fields], with_vector=with_vectors)
+        async with self._reading(app) as shard:
+            records, after = ([], None) if shard is None else shard.scroll(request)
+        return ScrollPage([IndexPoint(r.payload[IM_NAME], list(r.vector) if with_vectors else [],
+                                      dict(r.payload)) for r in records],
+                          None if after is None else str(after))
+
     async def _plan(
         self, app_id: str, filter: Filter, exclude: Sequence[str],
-    ) -> tuple[_App | None, Any]:
+    ) -> tuple[AppShard | None, Any]:
         """The open application and its engine filter; no application when nothing can match."""
         app = await self._get(app_id)
         plan = plan_filter(filter, app.meta["fields"]) if app is not None else None
@@ -291,73 +278,25 @@ class EdgeIndex:
         app = await self._get(app_id)
         return False if app is None else await asyncio.shield(self._schedule(app_id, app))
 
-    def _schedule(self, app_id: str, app: _App) -> asyncio.Task[bool]:
+    def _schedule(self, app_id: str, app: AppShard) -> asyncio.Task[bool]:
         if app.task is None:
-            app.task = asyncio.create_task(self._optimize(app), name=f"edge-optimize-{app_id}")
+            app.task = asyncio.create_task(optimize_shard(app), name=f"edge-optimize-{app_id}")
             app.task.add_done_callback(lambda task: self._optimised(app_id, app, task))
         return app.task
 
-    def _optimised(self, app_id: str, app: _App, task: asyncio.Task[bool]) -> None:
+    def _optimised(self, app_id: str, app: AppShard, task: asyncio.Task[bool]) -> None:
         app.task = None
         if not task.cancelled() and task.exception() is not None:
             log.error("edge index: optimisation of %s failed", app_id, exc_info=task.exception())
         elif self._after and app.pending >= self._after and not app.closing:
             self._schedule(app_id, app)  # a bulk load went on during the build
 
-    async def _optimize(self, app: _App) -> bool:
-        generation = uuid.uuid4().hex[:12]
-        src, dst = (app.dir / (SHARD_PREFIX + g) for g in (app.meta["generation"], generation))
-        adopted, written = False, 0
-        try:
-            async with app.write:  # the copy is consistent: no write runs while it is taken
-                async with self._reading(app) as shard:
-                    if shard is None:
-                        return False
-                    await asyncio.to_thread(_copy_shard, shard, src, dst)
-                app.journal, written = [], app.pending
-            if not await self._run_child(app, dst):
-                return False
-            async with app.write:
-                if app.closing:
-                    return False
-                # Replayed before the swap, so that readers wait for the swap alone.
-                new = await asyncio.to_thread(_adopt, dst, app.journal or [])
-                async with self._reading(app, exclusive=True):
-                    old, app.shard = app.shard, new
-                    app.meta["generation"], adopted = generation, True
-                await asyncio.to_thread(_retire, old, app.dir, app.meta, src)
-            return True
-        finally:
-            # Counted as done even when nothing changed or the build failed: the next one
-            # waits for `optimize_after` new writes rather than starting over at once.
-            app.journal, app.pending = None, max(0, app.pending - written)
-            if not adopted:
-                await asyncio.to_thread(shutil.rmtree, dst, ignore_errors=True)
-
-    async def _run_child(self, app: _App, path: Path) -> bool:
-        app.proc = proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _CHILD, str(path),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        try:
-            if app.closing:
-                proc.kill()
-            out, err = await proc.communicate()
-        finally:
-            app.proc = None
-            if proc.returncode is None:  # cancelled while waiting: never leave it running
-                proc.kill()
-        if app.closing:
-            return False
-        if proc.returncode:
-            raise RuntimeError(f"edge optimiser exited {proc.returncode}: {err.decode()[-800:]}")
-        return out.strip().endswith(b"1")
-
-    def _wrote(self, app_id: str, app: _App, n: int) -> None:
+    def _wrote(self, app_id: str, app: AppShard, n: int) -> None:
         app.pending += n
         if self._after and app.pending >= self._after and app.task is None and not app.closing:
             self._schedule(app_id, app)
 
-    async def _get(self, app_id: str) -> _App | None:
+    async def _get(self, app_id: str) -> AppShard | None:
         app = self._apps.get(check_app_id(app_id))
         if app is not None:
             return app
@@ -366,11 +305,11 @@ class EdgeIndex:
             if app is None:
                 opened = await asyncio.to_thread(_open, self._root / app_id)
                 if opened is not None:
-                    app = self._apps[app_id] = _App(self._root / app_id, *opened)
+                    app = self._apps[app_id] = AppShard(self._root / app_id, *opened)
             return app
 
     async def _write(
-        self, app: _App, make_ops: Callable[[Any], list[Any]], points: int = 0,
+        self, app: AppShard, make_ops: Callable[[Any], list[Any]], points: int = 0,
     ) -> bool:
         """Apply the operations `make_ops` builds from the shard; False when it is gone."""
         async with app.write:
@@ -384,38 +323,7 @@ class EdgeIndex:
                 app.journal.extend(ops)
         return True
 
-    @asynccontextmanager
-    async def _reading(self, app: _App | None, *, exclusive: bool = False) -> AsyncIterator[Any]:
-        """The live shard (None once closed), neither swapped nor closed while a reader holds
-        it; an exclusive holder (swap, close) waits for the readers in flight, admits none."""
-        if app is None:
-            yield None
-            return
-        async with app.gate:
-            await app.gate.wait_for(lambda: not app.swapping)
-            if exclusive:
-                app.swapping = True
-                await app.gate.wait_for(lambda: app.readers == 0)
-            else:
-                app.readers += 1
-        try:
-            yield app.shard
-        finally:
-            async with app.gate:
-                if exclusive:
-                    app.swapping = False
-                else:
-                    app.readers -= 1
-                app.gate.notify_all()
-
-    async def _close(self, app: _App) -> None:
-        app.closing = True
-        if app.proc is not None and app.proc.returncode is None:
-            app.proc.kill()
-        if app.task is not None:
-            await asyncio.gather(app.task, return_exceptions=True)
-        async with app.write:
-            async with self._reading(app, exclusive=True):
-                shard, app.shard = app.shard, None
-        if shard is not None:
-            await asyncio.to_thread(_close_shard, shard)
+    def _reading(self, app: AppShard | None, *,
+                 exclusive: bool = False) -> AbstractAsyncContextManager[Any]:
+        """The live shard, held against swaps and closes (see `AppShard.reading`)."""
+        return reading(app, exclusive=exclusive)

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 from magpie.common.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import Filter
-from magpie.common.ports.index import FacetCount, Hit, IndexPoint
+from magpie.common.ports.index import FacetCount, Hit, IndexPoint, ScrollPage
 from magpie.search.index import (
     IM_NAME, build_filter, check_app_id, check_vector, facet_counts, named, plan_filter,
-    point_id, wanted_indexes,
+    point_id, scroll_offset, wanted_indexes,
 )
 
 T = TypeVar("T")
@@ -221,6 +221,23 @@ class QdrantServerIndex:
                 missing=None)
             ends += [r.payload[key] for r in (found[0] if found else [])]
         return (ends[0], ends[1]) if len(ends) == 2 else None
+
+    async def scroll(
+        self, app_id: str, *, limit: int = 256, offset: str | None = None, filter: Filter = (),
+        fields: Sequence[str] | None = None, with_vectors: bool = False,
+    ) -> ScrollPage:
+        """The points that satisfy the filter, a page at a time in point-id order."""
+        schema, flt = await self._plan(app_id, filter, ())
+        if schema is None or limit <= 0:
+            return ScrollPage([], None)
+        found = await self._call(self._client.scroll(
+            self._name(app_id), scroll_filter=flt, limit=limit, offset=scroll_offset(offset),
+            with_payload=True if fields is None else [IM_NAME, *fields],
+            with_vectors=with_vectors), missing=None)
+        records, after = found if found is not None else ([], None)
+        return ScrollPage([IndexPoint(r.payload[IM_NAME], list(r.vector) if with_vectors else [],
+                                      dict(r.payload)) for r in records],
+                          None if after is None else str(after))
 
     async def _plan(
         self, app_id: str, filter: Filter, exclude: Sequence[str],
