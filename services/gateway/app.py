@@ -11,6 +11,7 @@ from magpie.common.settings import Settings, get_settings
 from magpie.gateway import dashboard, errors
 from magpie.gateway.api import admin, data, health, public, reports, search, tracking, uploads
 from magpie.gateway.api import sftp as sftp_api
+from magpie.gateway.api import widgets
 from magpie.gateway.metrics import ApiUsage, HttpMetrics, RequestMiddleware, flush_usage
 
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = HttpMetrics()
     app.state.api_usage = ApiUsage()
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics, usage=app.state.api_usage)
+    app.add_middleware(widgets.PublicCors)  # outermost: preflights never reach the routes
     errors.install(app)
     app.include_router(health.router)
     app.include_router(admin.router)
@@ -52,5 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sftp_api.router)
     app.include_router(search.router)
     app.include_router(dashboard.router)
+    app.include_router(widgets.router)
     app.mount(dashboard.STATIC_PATH, dashboard.static_files(), name="dashboard-static")
     return app
