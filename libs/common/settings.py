@@ -4,6 +4,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +62,29 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_partitions: int = Field(6, ge=1)
     kafka_topic_prefix: str = "magpie."
+    # Records one consumer takes per poll and handles concurrently (one key stays in order):
+    # the embedding batcher needs many images in flight to fill its batches.
+    kafka_max_batch: int = Field(64, ge=1)
+    # Also how long a dead member holds its partitions before the group moves them on.
+    kafka_session_timeout_ms: int = Field(10_000, ge=100)
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=50)
+
+    # Distributed mode (`magpie run SERVICE`): each service's own HTTP port (health, readiness,
+    # metrics and, for search and analytics, their internal API), and where the gateway finds
+    # search and analytics. `distributed` is set by `magpie run`; `magpie serve` leaves it off.
+    distributed: bool = False
+    ingestion_port: int = Field(8081, ge=1, le=65535)
+    image_fetch_port: int = Field(8082, ge=1, le=65535)
+    embedding_port: int = Field(8083, ge=1, le=65535)
+    search_port: int = Field(8084, ge=1, le=65535)
+    analytics_port: int = Field(8085, ge=1, le=65535)
+    sftp_health_port: int = Field(8086, ge=1, le=65535)
+    search_url: str = "http://127.0.0.1:8084"
+    analytics_url: str = "http://127.0.0.1:8085"
+    # `service`: the distributed gateway asks the analytics service (which may own chdb);
+    # `direct`: it reads the ClickHouse server itself (needs MAGPIE_ANALYTICS=clickhouse).
+    gateway_analytics: Literal["service", "direct"] = "service"
+    internal_timeout_s: float = Field(10.0, gt=0)
 
     # S3 / MinIO.
     s3_endpoint: str = "127.0.0.1:9000"

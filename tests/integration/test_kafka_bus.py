@@ -328,3 +328,43 @@ async def test_failed_records_go_to_the_dead_letter_topic(kafka_bootstrap, prefi
         expected[r.partition] = max(expected.get(r.partition, 0), r.offset + 1)
     await eventually_async(lambda: committed(kafka_bootstrap, "fetch", prefix + TOPIC), expected)
 
+
+
+async def test_a_poll_runs_keys_concurrently_and_each_key_in_order(kafka_bootstrap, prefix, buses):
+    # Published before the consumer exists, so its first polls hold many records at once.
+    producer = make_bus(kafka_bootstrap, prefix)
+    buses.append(producer)
+    await producer.start()
+    events = [ev(f"app-{i % 8}", str(i)) for i in range(48)]
+    for e in events:
+        await producer.publish(e)
+
+    in_flight, peak, got, first = 0, 0, [], []
+
+    async def slow(e: ApplicationCreated) -> None:
+        nonlocal in_flight, peak
+        first.append(first[0] if first else asyncio.get_running_loop().time())
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.05)
+        got.append(e)
+        in_flight -= 1
+
+    bus = make_bus(kafka_bootstrap, prefix, max_batch=64)
+    bus.subscribe(ApplicationCreated, "batched", slow)
+    buses.append(bus)
+    await bus.start()
+    await eventually(lambda: len(got) == 48)
+    elapsed = asyncio.get_running_loop().time() - first[0]  # from the first record on
+
+    assert peak > 1, "records of different keys were handled one at a time"
+    assert peak <= 8  # never two records of one key at once: at most one per key
+    assert elapsed < 48 * 0.05  # one at a time would take at least 2.4 s
+    for app in {e.app_id for e in events}:
+        assert [e.name for e in got if e.app_id == app] == [e.name for e in events if e.app_id == app]
+    assert bus.handled[(TOPIC, "batched")] == 48
+    source = await read_topic(kafka_bootstrap, prefix + TOPIC, 48)
+    expected: dict[int, int] = {}
+    for r in source:
+        expected[r.partition] = max(expected.get(r.partition, 0), r.offset + 1)
+    await eventually_async(lambda: committed(kafka_bootstrap, "batched", prefix + TOPIC), expected)

@@ -1,15 +1,18 @@
 """The distributed bus: Kafka through FastStream's KafkaBroker, at-least-once.
 
-One FastStream subscriber (one aiokafka consumer) per subscription, in consumer group
-`group`; it handles one record at a time and commits only once the handler succeeded or the
-record went to the dead-letter topic `<prefix><topic>.<group>.dlq`. A consumer that dies
-before committing leaves the record to the next member of the group.
+One FastStream batch subscriber (one aiokafka consumer) per subscription, in consumer group
+`group`. Each poll returns up to `max_batch` records; records of one key (one item) are
+handled in order, records of different keys concurrently, so the embedding batcher sees whole
+batches and downloads overlap. The consumer commits only once every record of the poll was
+handled or went to the dead-letter topic `<prefix><topic>.<group>.dlq`; a consumer that dies
+before committing leaves the records to the next member of the group.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -55,6 +58,8 @@ class KafkaBus:
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
         graceful_timeout_s: float = 15.0,
+        max_batch: int = 64,
+        batch_timeout_ms: int = 100,
     ) -> None:
         self._bootstrap = bootstrap
         self._prefix = topic_prefix
@@ -63,6 +68,11 @@ class KafkaBus:
         self._max_retries = max_retries
         self._backoff = retry_backoff_s
         self._client_id = client_id
+        self._max_batch = max_batch
+        self._batch_timeout_ms = batch_timeout_ms
+        # Records handled and dead-lettered per (event topic, group): for /metrics.
+        self.handled: Counter[tuple[str, str]] = Counter()
+        self.dead_lettered: Counter[tuple[str, str]] = Counter()
         # The session timeout is also how long a dead member holds its partitions, and how
         # long a joining member waits for the group to settle: tests want it short.
         self._consumer_options = {
@@ -87,7 +97,15 @@ class KafkaBus:
             partitions=settings.kafka_partitions, max_retries=settings.bus_max_retries,
             retry_backoff_s=settings.bus_retry_backoff_s, client_id=client_id,
             graceful_timeout_s=settings.bus_shutdown_timeout_s,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            max_batch=settings.kafka_max_batch,
         )
+
+    @property
+    def running(self) -> bool:
+        """Whether the bus has started and not stopped."""
+        return self._running
 
     def topic_name(self, topic: str) -> str:
         """The Kafka topic that carries the event topic `topic`."""
@@ -108,11 +126,12 @@ class KafkaBus:
         # (aiokafka's admin client directly), with the configured partition count.
         subscriber = self._broker.subscriber(
             Topic(topic, declare=False), group_id=group,
+            batch=True, max_records=self._max_batch, batch_timeout_ms=self._batch_timeout_ms,
             # A group's first start must still see what was published before it existed.
             auto_offset_reset="earliest",
-            # On an exception the record is sought back and tried again, never committed.
-            # The consumer below catches handler failures itself, so this only happens when the
-            # dead-letter publish fails.
+            # On an exception the poll's records are sought back and tried again, never
+            # committed. The consumer below catches handler failures itself, so this only
+            # happens when a dead-letter publish fails.
             ack_policy=AckPolicy.NACK_ON_ERROR, **self._consumer_options,
         )
         subscriber(self._consumer(event_type, group, handler))
@@ -187,15 +206,14 @@ class KafkaBus:
     def _consumer(self, event_type: type[Event], group: str, handler: Handler[Any]):
         dlq = self.dead_letter_topic(event_type.topic, group)
         where = f"{event_type.topic}/{group}"
+        counter_key = (event_type.topic, group)
 
-        async def consume(message: KafkaMessage) -> None:
-            # Returning means "done": FastStream then commits. Records are handled one at a
-            # time per consumer, so the commit never passes a record that is not done.
-            record = message.raw_message
+        async def one(record: Any) -> None:
             try:
-                event = event_type.model_validate_json(message.body)
+                event = event_type.model_validate_json(record.value or b"")
             except ValidationError as exc:
                 await self._dead_letter(dlq, record, f"undecodable {event_type.__name__}: {exc}")
+                self.dead_lettered[counter_key] += 1
                 return
             reason = await deliver_with_retries(
                 handler, event, max_retries=self._max_retries, backoff_s=self._backoff,
@@ -203,6 +221,27 @@ class KafkaBus:
             )
             if reason is not None:
                 await self._dead_letter(dlq, record, reason)
+                self.dead_lettered[counter_key] += 1
+            self.handled[counter_key] += 1
+
+        async def in_order(records: list[Any]) -> None:
+            for record in records:
+                await one(record)
+
+        async def consume(message: KafkaMessage) -> None:
+            # Returning means "done": FastStream then commits the whole poll, so the commit
+            # never passes a record that is not done.
+            records = message.raw_message
+            if not isinstance(records, tuple):
+                records = (records,)
+            chains: dict[tuple[int, bytes | None], list[Any]] = defaultdict(list)
+            for record in records:  # one key stays on one partition, in offset order
+                chains[(record.partition, record.key)].append(record)
+            outcomes = await asyncio.gather(*(in_order(c) for c in chains.values()),
+                                            return_exceptions=True)
+            for outcome in outcomes:  # every chain has finished: now fail the poll if one did
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
         consume.__name__ = f"consume_{event_type.topic}_{group}".replace(".", "_")
         return consume
