@@ -32,6 +32,7 @@ from magpie.search import query_image
 from magpie.search.cache import RefreshingCache
 from magpie.search.colors import color_collection, color_vector
 from magpie.search.fq import parse_filters
+from magpie.search.fuzzy import Vocabulary, expand_filter, text_fields
 from magpie.search.params import MAX_RESULTS, SearchParams
 from magpie.search.rerank import dedup_by_score, mmr, within_scores
 from magpie.search.response import Facet, Outcome, qinfo_of, returned_fields
@@ -41,6 +42,8 @@ SCHEMA_TTL_S = 2.0  # a schema change reaches searches this long after (and one 
 VECTOR_CACHE_SIZE = 512  # query vectors by im_id: paging needs no second embedding
 RECOMMEND_POOL_MIN = 100  # candidates MMR chooses from, at least
 SCORE_SLACK = 1e-5
+VOCABULARY_TTL_S = 30.0  # a new word is matched fuzzily this long after it is indexed
+VOCABULARY_PAGE = 1000  # points per scroll page while a vocabulary is read
 
 
 @dataclass
@@ -59,10 +62,17 @@ class SearchDeps:
     # The gateway's key checks for search routes (magpie.gateway.api.search), per process.
     access: RefreshingCache[Any] = field(
         default_factory=lambda: RefreshingCache(ACCESS_TTL_S, evict_on=(InvalidCredentials,)))
+    _vocabularies: RefreshingCache[Vocabulary] = field(
+        default_factory=lambda: RefreshingCache(VOCABULARY_TTL_S, max_entries=1_000))
 
     async def schema(self, app_id: str) -> AppSchema:
         """The application's schema, re-read in the background every SCHEMA_TTL_S."""
         return await self._schemas.get(app_id, lambda: self.schemas.get(app_id))
+
+    async def vocabulary(self, app_id: str, name: str) -> Vocabulary:
+        """The words of a text field's indexed values, re-read in the background once stale."""
+        return await self._vocabularies.get(
+            (app_id, name), lambda: read_vocabulary(self.index, app_id, name))
 
     def cached_vector(self, key: tuple[Any, ...]) -> list[float] | None:
         """A query vector embedded before (LRU)."""
@@ -91,6 +101,33 @@ def plan(schema: AppSchema, params: SearchParams) -> Plan:
     """Check fq and facets against the schema before any engine is asked."""
     return Plan(parse_filters(params.fq, schema.fields), returned_fields(schema, params),
                 facet_fields(schema, params.facets))
+
+
+async def read_vocabulary(index: VectorIndex, app_id: str, name: str) -> Vocabulary:
+    """A field's vocabulary, read by scrolling its values out of the index."""
+    values: list[Any] = []
+    offset: str | None = None
+    while True:
+        page = await index.scroll(app_id, limit=VOCABULARY_PAGE, offset=offset, fields=[name])
+        values += [p.payload.get(name) for p in page.points]
+        if page.next_offset is None:
+            return Vocabulary.of(values)
+        offset = page.next_offset
+
+
+async def fuzzy(deps: SearchDeps, app_id: str, flt: Filter) -> Filter:
+    """`flt` with its text conditions widened to near words (see magpie.search.fuzzy)."""
+    names = text_fields(flt)
+    if not names:
+        return flt
+    vocabularies = {name: await deps.vocabulary(app_id, name) for name in names}
+    return expand_filter(flt, vocabularies)
+
+
+async def planned(deps: SearchDeps, app_id: str, schema: AppSchema, params: SearchParams) -> Plan:
+    """`plan`, with fuzzy text conditions."""
+    p = plan(schema, params)
+    return Plan(await fuzzy(deps, app_id, p.filter), p.fields, p.facets)
 
 
 def facet_fields(schema: AppSchema, names: Sequence[str]) -> list[tuple[str, str]]:
@@ -189,7 +226,7 @@ async def _query_item(deps: SearchDeps, app_id: str, params: SearchParams) -> An
 
 async def find_similar(deps: SearchDeps, app_id: str, params: SearchParams) -> Outcome:
     """Items like the indexed item `im_name`, the item itself left out."""
-    p = plan(await deps.schema(app_id), params)
+    p = await planned(deps, app_id, await deps.schema(app_id), params)
     item = await _query_item(deps, app_id, params)
     exclude = [params.im_name]
     ranked = await ranked_page(deps.index, app_id, item.vector, params, p.filter, exclude)
@@ -199,7 +236,7 @@ async def find_similar(deps: SearchDeps, app_id: str, params: SearchParams) -> O
 
 async def recommend(deps: SearchDeps, app_id: str, params: SearchParams) -> Outcome:
     """"You may also like": items like `im_name`, near-duplicates out, diversified by MMR."""
-    p = plan(await deps.schema(app_id), params)
+    p = await planned(deps, app_id, await deps.schema(app_id), params)
     item = await _query_item(deps, app_id, params)
     exclude, needed = [params.im_name], params.page * params.limit
     pool = min(MAX_RESULTS, max(RECOMMEND_POOL_MIN, 4 * needed))
@@ -223,7 +260,7 @@ async def recommend(deps: SearchDeps, app_id: str, params: SearchParams) -> Outc
 
 async def color_search(deps: SearchDeps, app_id: str, params: SearchParams) -> Outcome:
     """Items whose dominant colours (extracted at ingest) are closest to `color`."""
-    p = plan(await deps.schema(app_id), params)
+    p = await planned(deps, app_id, await deps.schema(app_id), params)
     vector = color_vector(params.colors)
     if vector is None:
         raise InvalidRequest("color is invalid.")
@@ -236,7 +273,7 @@ async def upload_search(deps: SearchDeps, app_id: str, params: SearchParams,
                         upload: bytes | None) -> Outcome:
     """Items like an upload, an `im_url` or an earlier upload's `im_id` (wins), or its `box`."""
     schema = await deps.schema(app_id)
-    p = plan(schema, params)
+    p = await planned(deps, app_id, schema, params)
     vector, im_id = await query_vector(deps, app_id, schema, params, upload)
     ranked = await ranked_page(deps.index, app_id, vector, params, p.filter)
     return await _outcome(deps, app_id, app_id, ranked, p, params, im_id=im_id)

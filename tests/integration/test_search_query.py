@@ -132,6 +132,12 @@ def by_name(items: list[dict]) -> dict[str, dict]:
     (["title:leather"], lambda it: "leather" in it["title"]),
     (["title:WOOL cap"], lambda it: "wool" in it["title"] or "cap" in it["title"]),
     (["brand:Nike OR nike", "price:10,20"], lambda it: it["brand"].lower() == "nike" and 10 <= it["price"] <= 20),
+    # Text is fuzzy: a word matches indexed words an edit or two away (by its length).
+    (["title:Lether"], lambda it: "leather" in it["title"]),
+    (["title:jakcet"], lambda it: "jacket" in it["title"]),
+    (["title:runing shoez"], lambda it: "running" in it["title"]),
+    (["title:lthr"], lambda it: False),  # three edits from leather: too far
+    (["title:cp"], lambda it: False),  # two letters tolerate no edit
 ])
 async def test_each_filter_type(deps: query.SearchDeps, items: list[dict], fq: list[str], holds: Any) -> None:
     want = {it["im_name"] for it in items if holds(it)} - {"s2"}
