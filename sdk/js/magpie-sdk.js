@@ -423,6 +423,8 @@ export class MagpieClient {
       throw new MagpieError(`${path.slice(1)}: HTTP ${response.status} without a JSON answer`,
         { status: response.status, method: path.slice(1) });
     }
+    // Error envelopes carry no reqid: the request id is always in the X-Log-ID header.
+    if (!json.reqid && response.headers.get('X-Log-ID')) json.reqid = response.headers.get('X-Log-ID');
     if (!response.ok || json.status !== 'OK') {
       const errors = Array.isArray(json.error) ? json.error : [json.error].filter(Boolean);
       const text = errors.map((e) => (typeof e === 'string' ? e : e.message || e.error_message || JSON.stringify(e)));
