@@ -1,5 +1,11 @@
 """Catalog browser: items with thumbnails, metadata and filters; thumbnails behind an
-ownership check."""
+ownership check.
+
+Without filters the browser lists the catalog's rows by name, items still processing
+included. With filters it scrolls the whole index under them, so it filters exactly as
+search does (the same `fq` parser, the same engine filter, fuzzy text), however large the
+catalog; such pages follow the index's cursor.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,20 +17,20 @@ from sqlalchemy import func, select
 
 from magpie.common.controlplane.schema_rules import Field
 from magpie.common.errors import InvalidRequest, NotFound
-from magpie.common.filters import AnyOf, Between, Condition, Filter, TextMatch
+from magpie.common.filters import AnyOf, Filter
 from magpie.gateway.controlplane import schema as schema_uc
 from magpie.gateway.dashboard.session import AppPage
 from magpie.gateway.dashboard.web import DashboardRoute, render
 from magpie.image_fetch.state import thumbnail_key
 from magpie.ingestion.tables import CatalogItem
+from magpie.search import query
 from magpie.search.fq import parse_filters
 from magpie.search.handlers import SYSTEM_KEY
 
 router = APIRouter(route_class=DashboardRoute)
 PAGE_SIZE = 24
-# Metadata filters are checked on the items themselves (the index port has no listing), so a
-# filtered view looks at this many catalog rows at most; the page says so.
-SCAN_LIMIT = 2000
+# With filters, a name search narrows the index scroll to the items it names: this many.
+MAX_NAMED = 1000
 
 
 @dataclass
@@ -37,22 +43,23 @@ class Item:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-def matches(values: dict[str, Any], cond: Condition) -> bool:
-    """Whether stored metadata satisfies one parsed `fq` condition."""
-    value = values.get(cond.field)
-    if value is None:
-        return False
-    if isinstance(cond, AnyOf):
-        return any(value == v or str(value) == str(v) for v in cond.values)
-    if isinstance(cond, Between):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return False
-        return (cond.low is None or number >= cond.low) and (cond.high is None or number <= cond.high)
-    if isinstance(cond, TextMatch):  # any word, case-insensitive: close to the index's full-text match
-        return bool(set(cond.text.lower().split()) & set(str(value).lower().split()))
-    return False
+@dataclass
+class Listing:
+    """One page of the catalog browser: its items, how many match, the next page's cursor."""
+
+    items: list[Item]
+    total: int
+    after: str | None = None  # filtered views page by the index's scroll cursor
+
+
+def item_of(im_name: str, payload: dict[str, Any] | None, indexed: bool = True) -> Item:
+    """An item from its index payload (metadata plus the system keys)."""
+    if payload is None:
+        return Item(im_name, indexed)
+    values = dict(payload)
+    system = values.pop(SYSTEM_KEY, {}) or {}
+    values.pop("im_name", None)
+    return Item(im_name, indexed, system.get("im_url"), values)
 
 
 async def _names(db: Any, app_id: str, q: str, state: str, offset: int, limit: int) -> tuple[list[Any], int]:
@@ -68,45 +75,70 @@ async def _names(db: Any, app_id: str, q: str, state: str, offset: int, limit: i
         return list(rows), int(total or 0)
 
 
-async def _item(index: Any, app_id: str, im_name: str, indexed: bool) -> Item:
-    point = await index.get(app_id, im_name) if indexed else None
-    if point is None:
-        return Item(im_name, indexed)
-    values = dict(point.payload)
-    system = values.pop(SYSTEM_KEY, {}) or {}
-    values.pop("im_name", None)
-    return Item(im_name, indexed, system.get("im_url"), values)
-
-
-async def browse(ctx: Any, q: str, state: str, filters: Filter, page: int) -> tuple[list[Item], int, bool]:
-    """One page of items, the number that match, and whether the scan limit cut the count."""
+async def listing(ctx: Any, q: str, state: str, page: int) -> Listing:
+    """Unfiltered: the catalog's rows by name (items still processing included)."""
     app_id, index = ctx.app.app_id, ctx.container.index
-    if not filters:
-        rows, total = await _names(ctx.db, app_id, q, state, (page - 1) * PAGE_SIZE, PAGE_SIZE)
-        return [await _item(index, app_id, n, ok) for n, ok in rows], total, False
-    rows, total = await _names(ctx.db, app_id, q, "indexed", 0, SCAN_LIMIT)
-    hits = [it for it in [await _item(index, app_id, n, ok) for n, ok in rows]
-            if all(matches(it.values, c) for c in filters)]
-    return hits[(page - 1) * PAGE_SIZE: page * PAGE_SIZE], len(hits), total > SCAN_LIMIT
+    rows, total = await _names(ctx.db, app_id, q, state, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+    points = [await index.get(app_id, n) if ok else None for n, ok in rows]
+    return Listing([item_of(n, p.payload if p else None, ok) for (n, ok), p in zip(rows, points)],
+                   total)
+
+
+async def filtered(ctx: Any, q: str, filters: Filter, after: str | None) -> Listing:
+    """Filtered: the whole index scrolled under the filters (as search applies them, text
+    fuzzy included), a page at a time; a name search first narrows it to the names it finds."""
+    app_id, index = ctx.app.app_id, ctx.container.index
+    flt = await query.fuzzy(ctx.container.search, app_id, filters)
+    if q:
+        rows, found = await _names(ctx.db, app_id, q, "indexed", 0, MAX_NAMED)
+        if found > MAX_NAMED:
+            raise CatalogError("q", f"{found} names contain '{q}': with filters, narrow the name "
+                                    f"to at most {MAX_NAMED} items.")
+        if not rows:
+            return Listing([], 0)
+        flt = (*flt, AnyOf("im_name", tuple(n for n, _ in rows)))
+    try:
+        page = await index.scroll(app_id, limit=PAGE_SIZE, offset=after, filter=flt)
+    except InvalidRequest:  # only the cursor can be wrong here: the filters were parsed
+        raise CatalogError("page", "This page's cursor is not valid: start again from the "
+                                   "first page.") from None
+    total = await index.count(app_id, flt)
+    return Listing([item_of(p.im_name, p.payload) for p in page.points], total, page.next_offset)
+
+
+class CatalogError(InvalidRequest):
+    """A catalog query that cannot run, shown next to its field."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = name
 
 
 @router.get("/apps/{app_id}/catalog")
 async def catalog(request: Request, ctx: AppPage, q: str = Query("", max_length=128), state: str = "",
                   fq: list[str] = Query(default_factory=list),
-                  page: int = Query(1, ge=1, le=10_000)) -> Response:
+                  page: int = Query(1, ge=1, le=100_000),
+                  after: str = Query("", max_length=64)) -> Response:
     """The catalog, filterable by name, state and searchable fields (the `fq` syntax of search)."""
     assert ctx.app is not None
     current = await schema_uc.get_schema(ctx.db, ctx.member.account_id, ctx.app.app_id)
     fields = [Field(f.name, f.type, f.searchable) for f in current.fields]
     errors: dict[str, str] = {}
     fqs = [line.strip() for f in fq for line in f.splitlines() if line.strip()]  # one per textarea line
+    shown = Listing([], 0)
     try:
         filters = parse_filters(fqs, fields)
-    except InvalidRequest as err:
-        errors["fq"], filters = err.detail, ()
-    items, total, cut = await browse(ctx, q, state, filters, page) if not errors else ([], 0, False)
-    return render(request, "catalog.html", ctx, items=items, total=total, cut=cut, scan_limit=SCAN_LIMIT,
-                  page=page, pages=max(1, -(-total // PAGE_SIZE)), errors=errors,
+        if filters and state == "pending":
+            raise CatalogError("state", "Filters look at indexed items: choose all or indexed.")
+        shown = (await filtered(ctx, q, filters, after or None) if filters
+                 else await listing(ctx, q, state, page))
+    except CatalogError as err:
+        errors[err.field] = err.detail
+    except InvalidRequest as err:  # the fq parser's message
+        errors["fq"] = err.detail
+    return render(request, "catalog.html", ctx, items=shown.items, total=shown.total,
+                  after=shown.after, filtered=bool(fqs), page=page,
+                  pages=max(1, -(-shown.total // PAGE_SIZE)), errors=errors,
                   values={"q": q, "state": state, "fq": "\n".join(fqs)},
                   searchable=[f for f in current.fields if f.searchable],
                   shown=[f.name for f in current.fields if f.type != "text"], status=400 if errors else 200)
