@@ -68,6 +68,12 @@ def test_reindex_refuses_a_running_server_then_reembeds_offline(tmp_path, model_
     report = json.loads(forced.stdout)
     assert (report["total"], report["skipped"], report["cached"], report["failed"]) == (3, 0, 3, [])
     assert "re-embedding" in forced.stderr  # the progress bar
+    # Colour backfill: these items got their colours at ingest, so there is nothing to do.
+    colors = reindex_cli(data, model_cache, app["app_id"], "--colors")
+    assert colors.returncode == 0, colors.stderr
+    filled = json.loads(colors.stdout)
+    assert (filled["total"], filled["skipped"], filled["added"], filled["failed"]) == (3, 3, 0, [])
+    assert "colours" in colors.stderr  # the progress bar
     missing = reindex_cli(data, model_cache, app["app_id"], model="efficientnet-lite2")
     assert missing.returncode == 1 and "Cannot load the embedding model" in missing.stderr
 

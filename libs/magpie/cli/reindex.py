@@ -58,10 +58,21 @@ def reindex(
     app_id: str = typer.Option(..., "--app", help="Application id (app_...)."),
     force: bool = typer.Option(False, "--force", help="Also redo items already on the model."),
     page: int = typer.Option(64, "--page", min=1, help="Items read and embedded per step."),
+    colors: bool = typer.Option(False, "--colors", help="Instead: extract the dominant colours "
+                                "of items indexed without them and fill colour search."),
 ) -> None:
     """Re-embed every indexed item of an application from its stored image with the model
     the settings name now (MAGPIE_EMBEDDING_MODEL / MAGPIE_EMBEDDING_MODELS). Stop the
-    server first. Safe to re-run: items already on the model are skipped."""
+    server first. Safe to re-run: items already on the model are skipped. With --colors,
+    backfill colour search instead (items that have their colours are skipped)."""
+    if colors:
+        filled = run_with_db(lambda db, _account: _run_colors(db, app_id))
+        emit({"app_id": filled.app_id, "total": filled.total, "extracted": filled.extracted,
+              "added": filled.added, "skipped": filled.skipped,
+              "failed": [{"im_name": name, "error": why} for name, why in filled.failed]})
+        if filled.failed:
+            raise typer.Exit(1)
+        return
     result = run_with_db(lambda db, _account: _run(db, app_id, force, page))
     emit({"app_id": result.app_id, "model": result.model, "total": result.total,
           "embedded": result.embedded, "cached": result.cached, "skipped": result.skipped,
@@ -94,6 +105,31 @@ async def _run(db, app_id: str, force: bool, page: int):  # noqa: ANN001, ANN202
     finally:
         if models is not None:
             await models.close()
+        await index.stop()
+        await objects.stop()
+
+
+async def _run_colors(db, app_id: str):  # noqa: ANN001, ANN202 - BackfillResult
+    from magpie.common.controlplane.schema_provider import SchemaProvider
+    from magpie.common.events.control import FieldSpec
+    from magpie.common.settings import Settings
+    from magpie.gateway.bootstrap import build_object_store
+    from magpie.search.bootstrap import build_index
+    from magpie.search.color_backfill import backfill_colors
+
+    settings = Settings()
+    schema = await SchemaProvider(db).get(app_id)
+    specs = [FieldSpec(name=f.name, type=f.type, searchable=f.searchable) for f in schema.fields]
+    objects, index = build_object_store(settings), build_index(settings)
+    await objects.start()
+    await index.start()
+    try:
+        await _open_index(index, app_id)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Speed(),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            return await backfill_colors(app_id, index, objects, specs, progress=_Bars(progress))
+    finally:
         await index.stop()
         await objects.stop()
 
