@@ -9,6 +9,7 @@ from magpie.cli.members import members_cli
 from magpie.cli.reindex import reindex
 from magpie.cli.schema import schema_cli
 from magpie.cli.sftp import sftp_cli
+from magpie.demo import demo
 
 app = typer.Typer(
     help="Magpie: self-hosted visual search for e-commerce. Every command reads the same "
@@ -23,6 +24,7 @@ app.add_typer(members_cli, name="members")
 app.add_typer(analytics_cli, name="analytics")
 app.add_typer(sftp_cli, name="sftp")
 app.command("reindex")(reindex)
+app.command("demo")(demo)
 
 
 @app.command()
