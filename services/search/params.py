@@ -13,11 +13,32 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from magpie.common.errors import InvalidRequest
+from magpie.search.arrange import SortBy
 
 MAX_RESULTS = 1000  # results reachable through paging, as the reference limits them
 DEFAULT_LIMIT = 10
 DEFAULT_FACETS_LIMIT = 10
 MAX_COLORS = 16
+MAX_GROUP_LIMIT = 100
+# Parameters of the reference whose meaning Magpie cannot honour: refused rather than
+# silently ignored, since the results would not be what the client asked for.
+UNSUPPORTED = {
+    "detection": "detection needs an object detector, which Magpie does not have: send "
+                 "box=x1,y1,x2,y2 to search a region of the image.",
+    "detection_limit": "detection_limit needs an object detector, which Magpie does not have.",
+    "detection_sensitivity": "detection_sensitivity needs an object detector, which Magpie "
+                             "does not have.",
+    "point": "point needs an object detector, which Magpie does not have: send box=x1,y1,x2,y2.",
+    "diversity": "diversity is not supported: use dedup, or /recommendation, which diversifies "
+                 "its results.",
+    "sort_group_by": "sort_group_by is not supported: groups are ordered by their best result.",
+    "sort_group_strategy": "sort_group_strategy is not supported: groups are ordered by their "
+                           "best result.",
+}
+
+
+class Unsupported(InvalidRequest):
+    """A parameter or method of the reference that Magpie does not offer; says what to use."""
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _URL_ENCODED = re.compile(r"^https?%(25)*3a", re.IGNORECASE)
@@ -58,6 +79,9 @@ class SearchParams:
     im_id: str = ""
     box: Box | None = None
     colors: tuple[tuple[str, float], ...] = field(default=())
+    sort_by: SortBy | None = None
+    group_by: str = ""
+    group_limit: int = 1
 
     @property
     def offset(self) -> int:
@@ -68,6 +92,11 @@ class SearchParams:
     def scored_window(self) -> bool:
         """Whether the score bounds or dedup cut the ranking (the whole window is needed)."""
         return self.score_min > 0.0 or self.score_max < 1.0 or self.dedup
+
+    @property
+    def arranged(self) -> bool:
+        """Whether sort_by or group_by re-arrange the ranking (the whole window is needed)."""
+        return self.sort_by is not None or bool(self.group_by)
 
 
 class Query:
@@ -132,6 +161,10 @@ class Query:
 def parse_params(pairs: Iterable[tuple[str, str]]) -> SearchParams:
     """Check every parameter a search may carry; InvalidRequest names the first bad one."""
     q = Query(pairs)
+    for name, why in UNSUPPORTED.items():
+        # An empty detection turns detection off in the reference: nothing to refuse.
+        if any(v.strip() for v in q.all(name)):
+            raise Unsupported(why)
     page = q.integer("page", 1, 1, MAX_RESULTS)
     limit = q.integer("limit", DEFAULT_LIMIT, 1, MAX_RESULTS)
     if page * limit > MAX_RESULTS:
@@ -152,7 +185,20 @@ def parse_params(pairs: Iterable[tuple[str, str]]) -> SearchParams:
         va_uid=q.text("va_uid")[:128], va_sid=q.text("va_sid")[:128],
         im_name=q.text("im_name"), im_url=clean_url(q.text("im_url")), im_id=q.text("im_id"),
         box=parse_box(q.text("box")), colors=tuple(parse_colors(q.all("color"))),
+        sort_by=parse_sort(q.text("sort_by")), group_by=q.text("group_by"),
+        group_limit=q.integer("group_limit", 1, 1, MAX_GROUP_LIMIT),
     )
+
+
+def parse_sort(text: str) -> SortBy | None:
+    """`field:asc` or `field:desc` (`field` alone: ascending), or None when absent."""
+    if not text:
+        return None
+    name, _, direction = text.partition(":")
+    direction = direction.strip().lower() or "asc"
+    if not name.strip() or direction not in ("asc", "desc"):
+        raise InvalidRequest(f"sort_by '{text}' must look like field:asc or field:desc.")
+    return SortBy(name.strip(), direction == "desc")
 
 
 def _names(values: Iterable[str]) -> list[str]:

@@ -30,10 +30,11 @@ from magpie.common.filters import Filter
 from magpie.common.ports import ObjectStore, VectorIndex
 from magpie.search import query_image
 from magpie.search.cache import RefreshingCache
+from magpie.search.arrange import Group, group_hits, sort_hits
 from magpie.search.colors import color_collection, color_vector
 from magpie.search.fq import parse_filters
 from magpie.search.fuzzy import Vocabulary, expand_filter, text_fields
-from magpie.search.params import MAX_RESULTS, SearchParams
+from magpie.search.params import MAX_RESULTS, SearchParams, Unsupported
 from magpie.search.rerank import dedup_by_score, mmr, within_scores
 from magpie.search.response import Facet, Outcome, qinfo_of, returned_fields
 
@@ -98,9 +99,25 @@ class Plan:
 
 
 def plan(schema: AppSchema, params: SearchParams) -> Plan:
-    """Check fq and facets against the schema before any engine is asked."""
+    """Check fq, facets, sort_by and group_by against the schema before any engine is asked."""
+    check_arrangement(schema, params)
     return Plan(parse_filters(params.fq, schema.fields), returned_fields(schema, params),
                 facet_fields(schema, params.facets))
+
+
+def check_arrangement(schema: AppSchema, params: SearchParams) -> None:
+    """sort_by and group_by name a field of the schema that is not text."""
+    by_name = {f.name: f for f in schema.fields}
+    for label, name in (("sort_by", params.sort_by.field if params.sort_by else ""),
+                        ("group_by", params.group_by)):
+        if not name:
+            continue
+        f = by_name.get(name)
+        if f is None:
+            raise InvalidRequest(f"{label}: {name} is not a field of the schema.")
+        if f.type == "text":
+            raise InvalidRequest(f"{label}: {name} is a text field; use a string, int or float "
+                                 "field.")
 
 
 async def read_vocabulary(index: VectorIndex, app_id: str, name: str) -> Vocabulary:
@@ -156,6 +173,7 @@ class Ranked:
 
     hits: list[Any]
     total: int
+    groups: list[Group] | None = None  # with group_by: the page's groups (hits is their items)
 
 
 def engine_threshold(params: SearchParams) -> float | None:
@@ -167,7 +185,7 @@ def engine_threshold(params: SearchParams) -> float | None:
 async def ranked_page(index: VectorIndex, collection: str, vector: Sequence[float],
                       params: SearchParams, flt: Filter, exclude: Sequence[str] = ()) -> Ranked:
     """A page of the nearest items, under the filter and the score bounds."""
-    if not params.scored_window:
+    if not params.scored_window and not params.arranged:
         hits = await index.search(collection, vector, limit=params.limit, offset=params.offset,
                                   filter=flt, exclude=exclude)
         if 0 < len(hits) < params.limit or (not hits and not params.offset):
@@ -178,6 +196,12 @@ async def ranked_page(index: VectorIndex, collection: str, vector: Sequence[floa
     window = within_scores(window, params.score_min, params.score_max)
     if params.dedup:
         window = dedup_by_score(window, params.dedup_score_threshold)
+    if params.sort_by is not None:
+        window = sort_hits(window, params.sort_by)
+    if params.group_by:
+        groups = group_hits(window, params.group_by, params.group_limit)
+        page = groups[params.offset:params.offset + params.limit]
+        return Ranked([h for g in page for h in g.hits], len(groups), page)
     return Ranked(window[params.offset:params.offset + params.limit], len(window))
 
 
@@ -210,8 +234,9 @@ async def _outcome(deps: SearchDeps, app_id: str, collection: str, ranked: Ranke
                    params: SearchParams, **extra: Any) -> Outcome:
     if ranked.total == 0:
         await _check_not_empty(deps, app_id)
+    groups = None if ranked.groups is None else (params.group_by, ranked.groups)
     return Outcome(ranked.hits, ranked.total, p.fields,
-                   await facets(deps.index, collection, p, params), **extra)
+                   await facets(deps.index, collection, p, params), groups=groups, **extra)
 
 
 async def _query_item(deps: SearchDeps, app_id: str, params: SearchParams) -> Any:
@@ -236,6 +261,9 @@ async def find_similar(deps: SearchDeps, app_id: str, params: SearchParams) -> O
 
 async def recommend(deps: SearchDeps, app_id: str, params: SearchParams) -> Outcome:
     """"You may also like": items like `im_name`, near-duplicates out, diversified by MMR."""
+    if params.arranged:
+        raise Unsupported("sort_by and group_by are not supported by recommendation: its "
+                          "order is the diversified one; use /search to sort or group.")
     p = await planned(deps, app_id, await deps.schema(app_id), params)
     item = await _query_item(deps, app_id, params)
     exclude, needed = [params.im_name], params.page * params.limit

@@ -7,6 +7,7 @@ from typing import Any
 
 from magpie.common.controlplane.schema_provider import AppSchema
 from magpie.common.ports.index import FacetCount, Hit
+from magpie.search.arrange import Group
 from magpie.search.handlers import SYSTEM_KEY
 from magpie.search.params import SearchParams
 from magpie.search.rerank import to_score
@@ -33,6 +34,7 @@ class Outcome:
     facets: list[Facet] | None = None
     qinfo: dict[str, str] | None = None
     im_id: str | None = None
+    groups: tuple[str, list[Group]] | None = None  # (group_by field, the page's groups)
 
 
 def returned_fields(schema: AppSchema, params: SearchParams) -> list[str]:
@@ -94,6 +96,13 @@ def envelope(method: str, params: SearchParams, outcome: Outcome, reqid: str) ->
         "limit": params.limit, "total": outcome.total,
         "result": [result_item(h, outcome.fields, params.score) for h in outcome.hits],
     }
+    if outcome.groups is not None:
+        key, groups = outcome.groups
+        body["group_by_key"] = key
+        body["group_results"] = [
+            {"group_by_value": format_value(g.value),
+             "result": [result_item(h, outcome.fields, params.score) for h in g.hits]}
+            for g in groups]
     if outcome.facets is not None:
         body["facets"] = [facet_body(f, params.facets_show_count) for f in outcome.facets]
     if outcome.qinfo is not None:

@@ -121,6 +121,11 @@ def test_browser_style_request_with_the_app_key(server, app):
     ("GET", "/search", {"im_name": "s1", "score": "perhaps"}, "score must be false or true."),
     ("GET", "/search", {"im_name": "s1", "facets": "title"}, "title is a text field"),
     ("GET", "/colorsearch", {"color": "reddish"}, "color is invalid."),
+    ("GET", "/search", {"im_name": "s1", "sort_by": "price:sideways"}, "must look like field:asc"),
+    ("GET", "/search", {"im_name": "s1", "group_by": "title"}, "group_by: title is a text field"),
+    ("POST", "/uploadsearch", {"im_url": "{files}/s1.png", "detection": "all"}, "needs an object detector"),
+    ("POST", "/discoversearch", {"im_url": "{files}/s1.png"}, "use uploadsearch, with box="),
+    ("GET", "/match", {"im_name": "s1"}, "multi-object index"),
 ])
 def test_bad_inputs_fail_with_http_200_and_a_message(server, app, sdk, files, method, path, params, error):
     params = {k: v.format(files=files) for k, v in params.items()}
@@ -130,6 +135,16 @@ def test_bad_inputs_fail_with_http_200_and_a_message(server, app, sdk, files, me
     assert r.status_code == 200 and body["status"] == "fail", body
     assert error in body["error"][0], body["error"]
     assert body["result"] == [] and r.headers["x-log-id"]
+
+
+def test_sort_and_group_over_http(server, app):
+    base = {"access_key": app["app_key"], "im_name": "s2", "fl": "price", "limit": "5"}
+    body = httpx.get(f"{server.url}/search", params={**base, "sort_by": "price:asc"}).json()
+    prices = [float(r["value_map"]["price"]) for r in body["result"]]
+    assert body["status"] == "OK" and prices == sorted(prices) and len(prices) == 5
+    body = httpx.get(f"{server.url}/search", params={**base, "group_by": "brand"}).json()
+    assert body["group_by_key"] == "brand" and body["total"] == len(body["group_results"])
+    assert [g["result"][0]["im_name"] for g in body["group_results"]] == [r["im_name"] for r in body["result"]]
 
 
 def test_undecodable_upload_is_1102(server, app):

@@ -265,3 +265,39 @@ async def test_missing_things_have_their_codes(deps: query.SearchDeps) -> None:
         await query.upload_search(deps, APP, P(im_id="20200101" + "0" * 32 + ".jpg"), None)
     with pytest.raises(InvalidRequest, match="im_name is invalid"):
         await query.recommend(deps, APP, P())
+
+
+async def test_sort_by_orders_every_page_of_the_filtered_results(deps: query.SearchDeps,
+                                                                 items: list[dict]) -> None:
+    want = sorted((it["price"] for it in items if it["im_name"] != "s2" and it["price"] <= 50),
+                  reverse=True)
+    pages = [await query.find_similar(deps, APP, P(im_name="s2", fq="price:,50", sort_by="price:desc",
+                                                   limit="7", page=str(p))) for p in (1, 2, 3, 4, 5)]
+    assert all(p.total == len(want) for p in pages)
+    assert [h.payload["price"] for p in pages for h in p.hits] == want
+    # Equal prices keep their similarity order.
+    ranked = await query.find_similar(deps, APP, P(im_name="s2", fq="price:,50", limit="100"))
+    tens = [h.im_name for p in pages for h in p.hits if h.payload["price"] == 10.0]
+    assert tens == [h.im_name for h in ranked.hits if h.payload["price"] == 10.0]
+
+
+async def test_group_by_pages_over_groups_ordered_by_their_best_result(deps: query.SearchDeps) -> None:
+    ranked = await query.find_similar(deps, APP, P(im_name="s2", limit="100"))
+    order = list(dict.fromkeys(h.payload["brand"] for h in ranked.hits))
+    grouped = await query.find_similar(deps, APP, P(im_name="s2", group_by="brand", group_limit="2",
+                                                    limit="2", page="2"))
+    assert grouped.total == len(order) and grouped.groups is not None
+    key, groups = grouped.groups
+    assert key == "brand" and [g.value for g in groups] == order[2:4]
+    for g in groups:
+        want = [h.im_name for h in ranked.hits if h.payload["brand"] == g.value][:2]
+        assert [h.im_name for h in g.hits] == want
+    assert names(grouped) == [h.im_name for g in groups for h in g.hits]
+    # Colour search groups too (its collection carries the same payload).
+    by_colour = await query.color_search(deps, APP, P(color="dc141e", group_by="brand", limit="1"))
+    assert by_colour.groups is not None and by_colour.groups[1][0].hits[0].im_name == "swatch-red"
+
+
+async def test_recommendation_refuses_to_sort_or_group(deps: query.SearchDeps) -> None:
+    with pytest.raises(InvalidRequest, match="not supported by recommendation"):
+        await query.recommend(deps, APP, P(im_name="s2", sort_by="price:asc"))

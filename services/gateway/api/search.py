@@ -23,7 +23,7 @@ from magpie.gateway.api.deps import Db, app_access, get_container
 from magpie.gateway.api.search_docs import COLOR, IM_NAME, UPLOAD, UPLOAD_BODY, docs
 from magpie.gateway.controlplane.access import AppAccess
 from magpie.search import query
-from magpie.search.params import SearchParams, parse_params
+from magpie.search.params import SearchParams, Unsupported, parse_params
 from magpie.search.query_image import MAX_UPLOAD_BYTES
 from magpie.search.response import Outcome, envelope
 
@@ -157,3 +157,24 @@ async def colorsearch(request: Request, a: SearchAccess) -> JSONResponse:
     s = await begin(request)
     outcome = await query.color_search(s.deps, a.app_id, s.params)
     return answer(request, a, "colorsearch", s, outcome)
+
+
+# Methods of the reference that need an object detector or a multi-object index: answered
+# (after the key check) with status "fail" and what to use instead, never a 404 or a 500.
+_UNSUPPORTED_METHODS = {
+    "discoversearch": "discoversearch needs an object detector, which Magpie does not have: "
+                      "use uploadsearch, with box=x1,y1,x2,y2 to search one object.",
+    "similarproducts": "similarproducts needs an object detector, which Magpie does not have: "
+                       "use uploadsearch, with box=x1,y1,x2,y2 to search one object.",
+    "match": "match searches a multi-object index, which Magpie does not build: use search.",
+}
+
+
+async def unsupported(request: Request, a: SearchAccess) -> JSONResponse:
+    """A reference method Magpie does not offer: status fail, saying what to use instead."""
+    raise Unsupported(_UNSUPPORTED_METHODS[request.scope["route"].name])
+
+
+for _method in _UNSUPPORTED_METHODS:
+    router.add_api_route(f"/{_method}", unsupported, methods=["GET", "POST"], name=_method,
+                         summary=f"{_method} (not offered)", description=_UNSUPPORTED_METHODS[_method])

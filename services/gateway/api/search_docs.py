@@ -26,7 +26,8 @@ COMMON = [
     _q("fl", _STR, "A field to return in value_map (repeat).", repeat=True),
     _q("get_all_fl", _BOOL, "Return every non-text field."),
     _q("fq", _STR, "Filter field:value (repeat; all must hold). string: exact, `a OR b`, "
-       "\"quoted\"; int/float: value or min,max; text: full-text.", repeat=True),
+       "\"quoted\"; int/float: value or min,max; text: full-text, any word, forgiving a "
+       "typo or two (one edit for words of 3-5 letters, two beyond).", repeat=True),
     _q("score", _BOOL, "Add each result's score (0..1, higher is closer)."),
     _q("score_min", _NUM, "Lowest score to return (default 0)."),
     _q("score_max", _NUM, "Highest score to return (default 1)."),
@@ -36,6 +37,13 @@ COMMON = [
     _q("facets_show_count", _BOOL, "Show value counts."),
     _q("dedup", _BOOL, "Drop results whose score is within dedup_score_threshold of the previous one."),
     _q("dedup_score_threshold", _NUM, "Threshold for dedup."),
+    _q("sort_by", _STR, "field:asc or field:desc (a string, int or float field): the results "
+       "paging reaches, re-ordered by the field; equal values keep similarity order, items "
+       "without the field come last. Not for recommendation."),
+    _q("group_by", _STR, "A string, int or float field: results grouped by its value "
+       "(group_by_key, group_results); groups ordered by their best result; page and limit "
+       "count groups. Not for recommendation."),
+    _q("group_limit", _INT, "Results per group (default 1, at most 100)."),
     _q("va_uid", _STR, "Analytics user id, joined with tracked events."),
     _q("va_sid", _STR, "Analytics session id."),
 ]
@@ -44,6 +52,8 @@ UPLOAD = [
     _q("im_url", _STR, "URL of the query image (instead of an uploaded `image`)."),
     _q("im_id", _STR, "An earlier upload search's im_id, to page without uploading again (wins)."),
     _q("box", _STR, "Region x1,y1,x2,y2 of the query image (origin top-left)."),
+    _q("detection", _STR, "Not offered (no object detector): empty is accepted, any other value "
+       "is refused, as are detection_limit, detection_sensitivity and point; use box."),
 ]
 COLOR = [_q("color", _STR, "RRGGBB, or RRGGBB:weight (repeat to mix colours).", required=True,
             repeat=True)]
