@@ -19,7 +19,10 @@ def py_spy(pid: int, out: Path | None, extra: list[str], rate: int = 100) -> Ite
     if out is None:
         yield
         return
-    exe = os.environ.get("PY_SPY") or shutil.which("py-spy") or "py-spy"
+    # The venv's bin is often not on PATH when a bench runs as `.venv/bin/python bench/...`.
+    beside = Path(sys.executable).with_name("py-spy")
+    exe = (os.environ.get("PY_SPY") or shutil.which("py-spy")
+           or (str(beside) if beside.exists() else "py-spy"))
     proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
                              "--output", str(out), "--nonblocking", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

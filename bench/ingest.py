@@ -154,6 +154,12 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def system_seconds(pid: int | str = "self") -> float:
+    """Kernel-mode CPU seconds of a process (file writes, fsync, sockets)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds every core of the machine spent busy (all processes) since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -177,16 +183,18 @@ class Usage:
     server: float
     bench: float
     machine: float
+    server_sys: float = 0.0
 
     @classmethod
-    def during(cls, pid: int, start: tuple[float, float, float, float]) -> Usage:
-        wall, server, bench, machine = start
+    def during(cls, pid: int, start: tuple[float, ...]) -> Usage:
+        wall, server, bench, machine, server_sys = start
         return cls(time.perf_counter() - wall, cpu_seconds(pid) - server, cpu_seconds() - bench,
-                   machine_busy_seconds() - machine)
+                   machine_busy_seconds() - machine, system_seconds(pid) - server_sys)
 
     @staticmethod
-    def mark(pid: int) -> tuple[float, float, float, float]:
-        return time.perf_counter(), cpu_seconds(pid), cpu_seconds(), machine_busy_seconds()
+    def mark(pid: int) -> tuple[float, ...]:
+        return (time.perf_counter(), cpu_seconds(pid), cpu_seconds(), machine_busy_seconds(),
+                system_seconds(pid))
 
     def cores(self, cpu: float) -> str:
         return f"{cpu / self.wall:4.2f} cores"
@@ -416,6 +424,7 @@ def report(args: argparse.Namespace, app_id: str, bulk: BulkResult, usage: Usage
         ("raw embedder, batch 32, after", f"{raw[1].rate:8.1f} images/s"),
         ("end to end / raw (target >= 90 %)", f"{100 * e2e / raw_rate_:8.1f} %"),
         ("CPU per image: server, end to end", f"{server_cpu:8.1f} ms"),
+        ("  of which in the kernel", f"{1000 * usage.server_sys / max(bulk.ok, 1):8.1f} ms"),
         ("CPU per image: raw embedder", f"{raw_cpu:8.1f} ms"),
         ("raw / server CPU per image",
          f"{100 * raw_cpu / server_cpu:8.1f} %  (CPU time: less load-sensitive)"),

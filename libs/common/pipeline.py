@@ -1,8 +1,14 @@
-"""Helpers every pipeline stage shares: reporting an item's failure, passing commands on."""
+"""Helpers every pipeline stage shares: reporting outcomes, the decoded-image hand-off,
+low-priority threads for ingest work."""
 from __future__ import annotations
 
 import logging
-from typing import Literal
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import Any, Literal
 
 from magpie.common.errors import MagpieError
 from magpie.common.events.ingest import ItemEvent, ItemStatus
@@ -24,3 +30,128 @@ async def report_success(bus: Bus, event: ItemEvent, stage: Stage, warnings: lis
     """Publish the item's final success."""
     await bus.publish(ItemStatus(app_id=event.app_id, trans_id=event.trans_id, im_name=event.im_name,
                                  op=event.op, stage=stage, ok=True, warnings=warnings or []))
+
+
+# --- in-process hand-off of decoded images, and low-priority ingest threads ----------------
+
+class DecodedImages:
+    """A bounded, thread-safe LRU of decoded images by content hash.
+
+    image-fetch puts the image it has just decoded; embedding takes it and so skips reading
+    and decoding the stored copy again. Only a shortcut: a miss (another process in the
+    distributed mode, an eviction, a restart) falls back to the object store, so the bus
+    events stay as they are and nothing depends on it.
+    """
+
+    def __init__(self, max_items: int = 512, max_bytes: int = 256 * 1024 * 1024) -> None:
+        if max_items < 1 or max_bytes < 1:
+            raise ValueError("max_items and max_bytes must be >= 1")
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+        self._consumers = 0
+
+    def attach_consumer(self) -> None:
+        """Say a stage in this process takes images; until then `put` keeps nothing (an
+        image-fetch process without embedding would only fill memory)."""
+        with self._lock:
+            self._consumers += 1
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate pixel bytes held."""
+        return self._bytes
+
+    def put(self, content_hash: str, image: Any) -> None:
+        """Keep `image` (a PIL image) for `content_hash`, evicting the oldest beyond the bounds."""
+        size = _pixel_bytes(image)
+        if size > self.max_bytes:
+            return  # would evict everything else for one image
+        with self._lock:
+            if not self._consumers:
+                return
+            old = self._items.pop(content_hash, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[content_hash] = (image, size)
+            self._bytes += size
+            while len(self._items) > self.max_items or self._bytes > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def take(self, content_hash: str) -> Any | None:
+        """Remove and return the image of `content_hash`, or None (then read the stored copy)."""
+        with self._lock:
+            entry = self._items.pop(content_hash, None)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._bytes -= entry[1]
+            self.hits += 1
+            return entry[0]
+
+
+def _pixel_bytes(image: Any) -> int:
+    width, height = getattr(image, "size", (0, 0))
+    return max(1, width * height * len(getattr(image, "getbands", lambda: "RGB")()))
+
+
+_shared_images: DecodedImages | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_decoded_images() -> DecodedImages:
+    """The process's hand-off between image-fetch and embedding (both run in one process in
+    the standalone mode; in the distributed mode each process has its own, always missed)."""
+    global _shared_images
+    with _shared_lock:
+        if _shared_images is None:
+            _shared_images = DecodedImages()
+        return _shared_images
+
+
+_ingest_executor: ThreadPoolExecutor | None = None
+
+# Set while a task works for ingestion (not for a waiting client): shared stages such as the
+# embedding batcher then serve interactive requests first.
+BULK_WORK: ContextVar[bool] = ContextVar("magpie_bulk_work", default=False)
+
+
+def ingest_executor() -> ThreadPoolExecutor:
+    """The process's low-priority pool for ingest pixel work (one thread per core, at most 4)."""
+    global _ingest_executor
+    with _shared_lock:
+        if _ingest_executor is None:
+            _ingest_executor = low_priority_executor(min(4, os.cpu_count() or 1), "ingest-work")
+        return _ingest_executor
+
+
+def low_priority_executor(threads: int, name: str, nice: int = 10) -> ThreadPoolExecutor:
+    """A thread pool whose threads run at a lower OS priority (Linux nice per thread).
+
+    Ingest's CPU work (decoding, resizing, the model) runs here, so that while both cores
+    are busy the kernel schedules the serving threads first: a search waits for a free core
+    instead of for a batch of decodes. Threads a pool thread starts (onnxruntime's intra-op
+    pool, created with the session) inherit its priority. Where the OS refuses, the threads
+    just keep the normal priority.
+    """
+    return ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=lower_thread_priority,
+                              initargs=(nice,))
+
+
+def lower_thread_priority(nice: int = 10) -> None:
+    """Raise the calling thread's nice value by `nice` (Linux: per thread; elsewhere a no-op)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + nice))
+    except OSError as exc:  # e.g. a sandbox without setpriority
+        log.debug("thread priority unchanged: %s", exc)

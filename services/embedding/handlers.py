@@ -4,14 +4,21 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from magpie.common.controlplane.schema_provider import SchemaProvider
 from magpie.common.errors import MagpieError, NotFound, UnsupportedFormat
 from magpie.common.events.ingest import ImageReady, ItemEmbedded, ItemOp
-from magpie.common.pipeline import report_failure
+from magpie.common.pipeline import (
+    BULK_WORK,
+    DecodedImages,
+    ingest_executor,
+    report_failure,
+    shared_decoded_images,
+)
 from magpie.common.ports import Bus, ObjectStore
 
 
@@ -32,6 +39,14 @@ class EmbedDeps:
     objects: ObjectStore
     schemas: SchemaProvider
     bus: Bus
+    # Images image-fetch decoded in this process, by content hash (None: always read the store).
+    images: DecodedImages | None = field(default_factory=shared_decoded_images)
+    # Where a stored image is decoded when the hand-off missed: low-priority threads.
+    executor: Executor | None = field(default_factory=ingest_executor)
+
+    def __post_init__(self) -> None:
+        if self.images is not None:
+            self.images.attach_consumer()
 
 
 def vector_key(app_id: str, model: ModelHandle, content_hash: str) -> str:
@@ -59,6 +74,8 @@ async def on_image_ready(event: ImageReady, deps: EmbedDeps) -> None:
     except NotFound:
         return  # the application was deleted meanwhile: nothing to index
     model = await deps.model_for(schema.image_type)
+    # Bulk work: a batcher shared with the search API serves its requests first.
+    token = BULK_WORK.set(True)
     try:
         vector = await _vector(event, model, deps)
     except MagpieError as err:
@@ -66,6 +83,8 @@ async def on_image_ready(event: ImageReady, deps: EmbedDeps) -> None:
             raise
         await report_failure(deps.bus, event, "embedding", err)
         return
+    finally:
+        BULK_WORK.reset(token)
     await deps.bus.publish(_pass(event, vector=vector.astype(np.float32).tolist(), model=model.name,
                                  model_version=model.version))
 
@@ -77,8 +96,10 @@ async def _vector(event: ImageReady, model: ModelHandle, deps: EmbedDeps) -> np.
         return np.frombuffer(await deps.objects.get(key), dtype=np.float32)
     except NotFound:
         pass
-    data = await deps.objects.get(event.image_key)
-    image = await asyncio.to_thread(_open, data)
+    image = deps.images.take(event.content_hash) if deps.images is not None else None
+    if image is None:
+        data = await deps.objects.get(event.image_key)
+        image = await asyncio.get_running_loop().run_in_executor(deps.executor, _open, data)
     vector = np.asarray(await model.embed(image), dtype=np.float32)
     await deps.objects.put(key, vector.tobytes())
     return vector

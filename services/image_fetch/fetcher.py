@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -184,6 +185,9 @@ class ImageFetcher:
         """Open the shared HTTP client (idempotent)."""
         if self._client is not None:
             return
+        # httpx logs every request at INFO: a line per image of every ingest. Failures are
+        # reported per item (and logged here at WARNING) instead.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         backend = _GuardedBackend(allow_private=self.allow_private, allowed=self.allowed_networks)
         self._client = httpx.AsyncClient(
             transport=_GuardedTransport(backend=backend, limits=self._limits,

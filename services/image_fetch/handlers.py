@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 
 from magpie.common.errors import MagpieError
 from magpie.common.events.control import ApplicationDeleted
 from magpie.common.events.ingest import ImageReady, ItemAccepted, ItemOp
-from magpie.common.pipeline import report_failure
+from magpie.common.pipeline import (
+    DecodedImages,
+    ingest_executor,
+    report_failure,
+    shared_decoded_images,
+)
 from magpie.common.ports import Bus, ObjectStore
 from magpie.image_fetch.colors import dominant_colors
 from magpie.image_fetch.state import (
@@ -31,6 +37,10 @@ class FetchDeps:
     objects: ObjectStore
     bus: Bus
     min_side: int = 32
+    # Hand-off of the decoded image to embedding in this process (None: no hand-off).
+    images: DecodedImages | None = field(default_factory=shared_decoded_images)
+    # Where decoding and resizing run: low-priority threads, so searches go first.
+    executor: Executor | None = field(default_factory=ingest_executor)
 
 
 async def on_application_deleted(event: ApplicationDeleted, objects: ObjectStore) -> None:
@@ -70,8 +80,6 @@ async def on_item_accepted(event: ItemAccepted, deps: FetchDeps) -> None:
 
 
 async def _fetch_and_store(event: ItemAccepted, deps: FetchDeps) -> FetchState:
-    from magpie.image_fetch.images import decode_and_normalise
-
     assert event.im_url is not None
     prior = await load_state(deps.objects, event.app_id, event.im_name)
     same_url = prior is not None and prior.url == event.im_url
@@ -80,17 +88,31 @@ async def _fetch_and_store(event: ItemAccepted, deps: FetchDeps) -> FetchState:
         last_modified=prior.last_modified if same_url else None)
     if result.status == "not_modified" and prior is not None:
         return prior
-    norm = await asyncio.to_thread(decode_and_normalise, result.content, min_side=deps.min_side)
+    loop = asyncio.get_running_loop()
+    # One hop for all the pixel work: each hop costs a wake-up of the event loop.
+    norm, colors = await loop.run_in_executor(deps.executor, _normalise, result.content, deps.min_side)
+    stored = False
     if prior is not None and prior.content_hash == norm.content_hash and await deps.objects.exists(
             image_key(event.app_id, event.im_name)):
-        state = prior
+        state = prior  # unchanged content: embedding finds its vector by content hash
         state.url, state.etag, state.last_modified = event.im_url, result.etag, result.last_modified
     else:
-        colors = await asyncio.to_thread(dominant_colors, norm.image)
-        await deps.objects.put(image_key(event.app_id, event.im_name), norm.jpeg, "image/jpeg")
-        await deps.objects.put(thumbnail_key(event.app_id, event.im_name), norm.thumbnail, "image/jpeg")
+        await asyncio.gather(
+            deps.objects.put(image_key(event.app_id, event.im_name), norm.jpeg, "image/jpeg"),
+            deps.objects.put(thumbnail_key(event.app_id, event.im_name), norm.thumbnail, "image/jpeg"))
         state = FetchState(url=event.im_url, content_hash=norm.content_hash, etag=result.etag,
                            last_modified=result.last_modified, width=norm.width, height=norm.height,
                            colors=colors, warnings=list(norm.warnings))
+        stored = True
     await save_state(deps.objects, event.app_id, event.im_name, state)
+    if stored and deps.images is not None:
+        # Offered only once the stored copy exists, so either path embeds the same picture.
+        deps.images.put(norm.content_hash, norm.image)
     return state
+
+
+def _normalise(data: bytes, min_side: int):  # noqa: ANN202 - (NormalisedImage, colours)
+    from magpie.image_fetch.images import decode_and_normalise
+
+    norm = decode_and_normalise(data, min_side=min_side)
+    return norm, dominant_colors(norm.image)

@@ -1,6 +1,8 @@
 """The ingestion work log: transactions, per-item outcomes, catalog membership (SQL)."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Sequence
@@ -14,6 +16,8 @@ from magpie.common.controlplane.tables import utcnow
 from magpie.common.errors import TransactionNotFound
 from magpie.common.events.ingest import ItemAccepted, ItemOp, ItemStatus
 from magpie.ingestion.tables import CatalogItem, IngestBase, Transaction, TxItem
+
+log = logging.getLogger(__name__)
 
 
 def new_trans_id() -> int:
@@ -47,10 +51,23 @@ async def create_tables(engine: AsyncEngine) -> None:
 
 
 class IngestStore:
-    """Transactions and item outcomes; every write is idempotent."""
+    """Transactions and item outcomes; every write is idempotent.
 
-    def __init__(self, db: async_sessionmaker) -> None:
+    Final statuses are written in groups: `record` queues its status and waits for the
+    transaction that carries it (at most one every `status_window_s`; the first after a
+    quiet spell goes at once), so an ingest pays one commit per group, not per item, and a
+    status is acknowledged only once it is committed.
+    """
+
+    def __init__(self, db: async_sessionmaker, status_window_s: float = 0.05,
+                 status_batch: int = 500) -> None:
         self.db = db
+        self.status_window_s = status_window_s
+        self.status_batch = status_batch
+        self._statuses: list[tuple[ItemStatus, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_flush = float("-inf")
+        self.flushes = 0  # transactions written by the group writer (tests, metrics)
 
     async def existing(self, app_id: str, names: Sequence[str]) -> set[str]:
         """Which of `names` the catalog holds or is ingesting."""
@@ -88,26 +105,95 @@ class IngestStore:
 
     async def record(self, st: ItemStatus) -> bool:
         """Apply an item's final status once; False if it was already applied."""
-        state = "ok" if st.ok else "failed"
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._statuses.append((st, future))
+        flusher = self._flusher
+        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
+            self._flusher = loop.create_task(self._flush_statuses(), name="ingest-status-writer")
+        return await future
+
+    async def _flush_statuses(self) -> None:
+        loop = asyncio.get_running_loop()
+        batch: list[tuple[ItemStatus, asyncio.Future[bool]]] = []
+        try:
+            while self._statuses:
+                wait = self._last_flush + self.status_window_s - loop.time()
+                if wait > 0 and len(self._statuses) < self.status_batch:
+                    await asyncio.sleep(wait)  # let the group grow
+                batch = self._statuses[:self.status_batch]
+                del self._statuses[:len(batch)]
+                self._last_flush = loop.time()
+                await self._write_group(batch)
+                batch = []
+        except BaseException:
+            # Cancelled with the loop: the callers' statuses are not written, and their
+            # events are redelivered, as for a crash.
+            for _, future in batch + self._statuses:
+                future.cancel()
+            self._statuses.clear()
+            raise
+
+    async def _write_group(self, batch: list[tuple[ItemStatus, asyncio.Future[bool]]]) -> None:
+        try:
+            results = await self.record_many([st for st, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - reported to each caller below
+            if len(batch) == 1:
+                _settle(batch[0][1], exc=exc)
+                return
+            # One bad status must not fail the others: write them one by one.
+            log.warning("status group of %d failed (%s); writing them one by one", len(batch), exc)
+            for st, future in batch:
+                try:
+                    _settle(future, (await self.record_many([st]))[0])
+                except Exception as single_exc:  # noqa: BLE001
+                    _settle(future, exc=single_exc)
+            return
+        for (_, future), applied in zip(batch, results, strict=True):
+            _settle(future, applied)
+
+    async def record_many(self, statuses: Sequence[ItemStatus]) -> list[bool]:
+        """Apply final statuses in one transaction, in order; for each, whether it was new."""
+        applied: list[bool] = []
+        touched: set[int] = set()
         async with self.db() as s, s.begin():
-            result = await s.execute(
-                update(TxItem)
-                .where(TxItem.trans_id == st.trans_id, TxItem.im_name == st.im_name, TxItem.state == "pending")
-                .values(state=state, error_code=st.error_code, error_message=st.error_message,
-                        warnings=st.warnings)
-            )
-            if result.rowcount == 0:
-                return False
-            await s.execute(update(Transaction).where(Transaction.trans_id == st.trans_id)
-                            .values(updated_at=utcnow()))
+            await self._load_catalog_rows(s, statuses)
+            for st in statuses:
+                result = await s.execute(
+                    update(TxItem)
+                    .where(TxItem.trans_id == st.trans_id, TxItem.im_name == st.im_name,
+                           TxItem.state == "pending")
+                    .values(state="ok" if st.ok else "failed", error_code=st.error_code,
+                            error_message=st.error_message, warnings=st.warnings)
+                )
+                if result.rowcount == 0:
+                    applied.append(False)
+                    continue
+                touched.add(st.trans_id)
+                if st.op is ItemOp.UPSERT:
+                    item = await s.get(CatalogItem, (st.app_id, st.im_name))
+                    if item is not None and st.ok:
+                        item.indexed = True
+                    elif item is not None and not item.indexed and item.last_trans_id == st.trans_id:
+                        # A new item whose first image failed never entered the catalog.
+                        await s.delete(item)
+                applied.append(True)
+            if touched:
+                await s.execute(update(Transaction).where(Transaction.trans_id.in_(touched))
+                                .values(updated_at=utcnow()))
+        self.flushes += 1
+        return applied
+
+    @staticmethod
+    async def _load_catalog_rows(s, statuses: Sequence[ItemStatus]) -> None:  # noqa: ANN001
+        # One query per application puts the rows in the session, so `s.get` needs none.
+        by_app: dict[str, set[str]] = {}
+        for st in statuses:
             if st.op is ItemOp.UPSERT:
-                item = await s.get(CatalogItem, (st.app_id, st.im_name))
-                if item is not None and st.ok:
-                    item.indexed = True
-                elif item is not None and not item.indexed and item.last_trans_id == st.trans_id:
-                    # A new item whose first image failed never entered the catalog.
-                    await s.delete(item)
-            return True
+                by_app.setdefault(st.app_id, set()).add(st.im_name)
+        for app_id, names in by_app.items():
+            (await s.scalars(select(CatalogItem).where(
+                CatalogItem.app_id == app_id, CatalogItem.im_name.in_(list(names))))).all()
 
     async def status(self, app_id: str, trans_id: int, error_page: int = 1,
                      error_limit: int = 10) -> TransactionStatus:
@@ -153,3 +239,12 @@ class IngestStore:
         async with self.db() as s, s.begin():
             for table in (TxItem, Transaction, CatalogItem):
                 await s.execute(delete(table).where(table.app_id == app_id))
+
+
+def _settle(future: asyncio.Future[bool], result: bool = False, exc: BaseException | None = None) -> None:
+    if future.done():  # the caller gave up (cancelled); the write stands, being idempotent
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

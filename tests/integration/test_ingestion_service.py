@@ -1,4 +1,6 @@
 """Ingestion use cases over a real SQLite store: transactions, statuses, replay."""
+import asyncio
+
 import pytest
 
 from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
@@ -97,3 +99,36 @@ async def test_status_of_another_application_is_not_found(ctx):
     result = await service.insert(deps, app_id, [(0, {"im_name": "a", "im_url": "http://x/a.jpg"})])
     with pytest.raises(TransactionNotFound):
         await deps.store.status("app_other", result.trans_id)
+
+
+async def test_statuses_arriving_together_share_one_transaction(ctx):
+    deps, app_id = ctx
+    result = await service.insert(deps, app_id, [(i, {"im_name": f"i{i}", "im_url": f"http://x/{i}.jpg"})
+                                                 for i in range(60)])
+    events = deps.bus.events
+    before = deps.store.flushes
+    applied = await asyncio.gather(*(deps.store.record(_ok(e, ok=i % 10 != 0, code=None if i % 10 else 201))
+                                     for i, e in enumerate(events)))
+    assert applied == [True] * 60
+    assert deps.store.flushes - before <= 3  # grouped: not one commit per status
+    st = await deps.store.status(app_id, result.trans_id, error_limit=100)
+    assert (st.success_count, st.fail_count, st.processed_percent) == (54, 6, 100)
+    # Redelivered (twice in one group, too): applied once, reported as already applied.
+    again = await asyncio.gather(*(deps.store.record(_ok(e)) for e in events[:5] + events[:5]))
+    assert again == [False] * 10
+    assert (await deps.store.status(app_id, result.trans_id)).fail_count == 6
+    # The new items whose image failed left the catalog; the others are in it.
+    assert await deps.store.existing(app_id, ["i0", "i1", "i10", "i11"]) == {"i1", "i11"}
+
+
+async def test_a_status_that_cannot_be_written_fails_alone(ctx):
+    deps, app_id = ctx
+    await service.insert(deps, app_id, [(i, {"im_name": f"i{i}", "im_url": f"http://x/{i}.jpg"})
+                                        for i in range(3)])
+    good = [_ok(e) for e in deps.bus.events]
+    bad = good[0].model_copy(update={"trans_id": 2**70})  # beyond SQLite's integers
+    results = await asyncio.gather(*(deps.store.record(st) for st in [good[0], bad, good[1], good[2]]),
+                                   return_exceptions=True)
+    assert results[0] is True and results[2] is True and results[3] is True
+    assert isinstance(results[1], Exception)  # its handler raises: the bus retries it
+    assert (await deps.store.status(app_id, good[0].trans_id)).success_count == 3

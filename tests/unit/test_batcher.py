@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from magpie.common.pipeline import BULK_WORK
 from magpie.embedding.batcher import BatcherClosed, EmbeddingBatcher
 
 pytestmark = pytest.mark.unit
@@ -203,3 +204,57 @@ async def test_embed_many_keeps_order() -> None:
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         EmbeddingBatcher(FakeEmbedder(), max_batch=0)
+
+
+# --- the two lanes: interactive requests first, bulk (ingest) work deferred, bounded -------
+
+async def _bulk_embed(batcher: EmbeddingBatcher, image: int) -> np.ndarray:
+    token = BULK_WORK.set(True)  # as the embedding stage's handler marks its task
+    try:
+        return await batcher.embed(image)
+    finally:
+        BULK_WORK.reset(token)
+
+
+async def test_bulk_work_waits_while_an_interactive_request_runs() -> None:
+    fake = FakeEmbedder(delay_s=0.15)
+    async with EmbeddingBatcher(fake, max_batch=8, max_wait_s=0.0, max_defer_s=5) as batcher:
+        query = asyncio.create_task(batcher.embed(1000))
+        await asyncio.sleep(0.03)  # the query's batch is running
+        bulk = asyncio.gather(*(_bulk_embed(batcher, i) for i in range(4)))
+        await query
+        vectors = await bulk
+    assert [int(v[0]) for v in vectors] == [0, 1, 2, 3]
+    # The bulk batch started only once the query's was over: never both at once.
+    assert fake.batches == [[1000], [0, 1, 2, 3]] and fake.max_in_flight == 1
+    assert batcher.deferrals == 1
+
+
+async def test_the_deferral_is_bounded_so_ingest_never_starves() -> None:
+    fake = FakeEmbedder(delay_s=0.4)
+    async with EmbeddingBatcher(fake, max_batch=8, max_wait_s=0.0, max_defer_s=0.05) as batcher:
+        query = asyncio.create_task(batcher.embed(1000))
+        await asyncio.sleep(0.02)
+        started = time.perf_counter()
+        vector = await _bulk_embed(batcher, 7)
+        # Ran beside the long query after the 50 ms deferral, not after the query's 400 ms.
+        assert time.perf_counter() - started < 0.4 + 0.3
+        assert fake.max_in_flight == 2
+        await query
+    assert int(vector[0]) == 7
+
+
+async def test_bulk_runs_on_low_priority_threads_and_queries_on_their_own() -> None:
+    fake = FakeEmbedder()
+    async with EmbeddingBatcher(fake, max_batch=4, max_wait_s=0.0) as batcher:
+        await batcher.embed(1)
+        await _bulk_embed(batcher, 2)
+    assert {name.rsplit("_", 1)[0] for name in fake.threads} == {"embed-interactive", "embed-bulk"}
+
+
+async def test_bulk_alone_is_batched_without_deferral() -> None:
+    fake = FakeEmbedder(delay_s=0.01)
+    async with EmbeddingBatcher(fake, max_batch=4, max_wait_s=0.05) as batcher:
+        vectors = await asyncio.gather(*(_bulk_embed(batcher, i) for i in range(8)))
+    assert sorted(int(v[0]) for v in vectors) == list(range(8))
+    assert fake.sizes == [4, 4] and batcher.deferrals == 0

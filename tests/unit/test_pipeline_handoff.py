@@ -1,0 +1,103 @@
+"""The decoded-image hand-off (bounded LRU) and low-priority ingest threads."""
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from PIL import Image
+
+from magpie.common.pipeline import DecodedImages, low_priority_executor
+
+pytestmark = pytest.mark.unit
+
+
+def _image(side: int) -> Image.Image:
+    return Image.new("RGB", (side, side), (side % 256, 10, 20))
+
+
+def _attached(**kwargs: int) -> DecodedImages:
+    images = DecodedImages(**kwargs)
+    images.attach_consumer()
+    return images
+
+
+def test_an_image_is_taken_once() -> None:
+    images = _attached()
+    picture = _image(64)
+    images.put("h1", picture)
+    assert images.take("h1") is picture
+    assert images.take("h1") is None  # taken: the next reader goes to the object store
+    assert (images.hits, images.misses, len(images), images.nbytes) == (1, 1, 0, 0)
+
+
+def test_nothing_is_kept_without_a_consumer_in_the_process() -> None:
+    images = DecodedImages()  # an image-fetch process without embedding
+    images.put("h1", _image(64))
+    assert len(images) == 0 and images.take("h1") is None
+
+
+def test_the_oldest_go_first_beyond_the_item_bound() -> None:
+    images = _attached(max_items=3)
+    for i in range(5):
+        images.put(f"h{i}", _image(16))
+    assert len(images) == 3
+    assert images.take("h0") is None and images.take("h1") is None
+    assert images.take("h4") is not None
+
+
+def test_the_byte_bound_holds_and_an_oversized_image_is_not_kept() -> None:
+    images = _attached(max_items=100, max_bytes=3 * 100 * 100 * 3)  # three 100 px RGB images
+    for i in range(4):
+        images.put(f"h{i}", _image(100))
+    assert len(images) == 3 and images.nbytes == 3 * 100 * 100 * 3
+    assert images.take("h0") is None  # evicted to stay within the bytes
+    images.put("huge", _image(200))  # larger than the whole budget: kept out, evicts nothing
+    assert images.take("huge") is None and len(images) == 3
+
+
+def test_putting_the_same_hash_again_replaces_without_leaking_bytes() -> None:
+    images = _attached()
+    images.put("h", _image(10))
+    images.put("h", _image(20))
+    assert len(images) == 1 and images.nbytes == 20 * 20 * 3
+    assert images.take("h").size == (20, 20)
+
+
+def test_concurrent_producers_and_consumers_keep_the_accounting_exact() -> None:
+    images = _attached(max_items=64)
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def produce(base: int) -> None:
+        for i in range(200):
+            images.put(f"{base}-{i}", _image(8))
+
+    def consume(base: int) -> None:
+        for i in range(200):
+            if images.take(f"{base}-{i}") is not None:
+                with lock:
+                    taken.append(i)
+
+    threads = [threading.Thread(target=f, args=(b,)) for b in range(4) for f in (produce, consume)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(images) <= 64
+    assert images.nbytes == len(images) * 8 * 8 * 3
+    assert images.hits == len(taken)
+
+
+def test_invalid_bounds_are_refused() -> None:
+    with pytest.raises(ValueError):
+        DecodedImages(max_items=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is Linux-only")
+def test_low_priority_threads_run_niced_and_leave_the_caller_alone() -> None:
+    me = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with low_priority_executor(2, "test-low", nice=5) as pool:
+        niceness = pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        assert niceness.result() == min(19, me + 5)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == me
