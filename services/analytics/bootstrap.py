@@ -1,6 +1,8 @@
 """analytics' composition root: the store from settings, and its subscriptions."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 
 from magpie.analytics.handlers import (
@@ -14,6 +16,7 @@ from magpie.common.events.control import ApplicationDeleted
 from magpie.common.events.ingest import ItemStatus
 from magpie.common.ports import Bus
 from magpie.common.ports.analytics import AnalyticsStore
+from magpie.common.service_runtime import Service
 from magpie.common.settings import AnalyticsKind, Settings
 
 GROUP = "analytics"
@@ -36,3 +39,21 @@ def subscribe(bus: Bus, store: AnalyticsStore) -> None:
     bus.subscribe(SearchServed, GROUP, partial(on_search_served, store=store))
     bus.subscribe(ItemStatus, GROUP, partial(on_item_status, store=store))
     bus.subscribe(ApplicationDeleted, GROUP, partial(on_application_deleted, store=store))
+
+
+@asynccontextmanager
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    """The analytics service alone (`magpie run analytics`): it owns the store (chdb allows
+    one process) and answers the gateways' report reads (magpie.analytics.http_api)."""
+    from magpie.common.adapters import build_bus
+
+    store = build_analytics_store(settings)
+    bus = build_bus(settings, client_id="magpie-analytics")
+    await store.start()
+    subscribe(bus, store)
+    try:
+        await bus.start()
+        yield Service("analytics", bus=bus, analytics=store, checks={"store": store.ping})
+    finally:
+        await bus.stop()
+        await store.stop()  # flushes what the last records buffered

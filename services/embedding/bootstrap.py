@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 
 from magpie.common.events.ingest import ImageReady
 from magpie.common.ports import Bus
+from magpie.common.service_runtime import Service
 from magpie.common.settings import Settings
 from magpie.embedding.handlers import EmbedDeps, ModelHandle, on_image_ready
 
@@ -48,3 +51,34 @@ class Models:
 def subscribe(bus: Bus, deps: EmbedDeps) -> None:
     """The stage's subscriptions."""
     bus.subscribe(ImageReady, GROUP, partial(on_image_ready, deps=deps))
+
+
+@asynccontextmanager
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    """The embedding stage alone (`magpie run embedding`): the default model is loaded before
+    the worker joins its group, so its first batch does not wait for it."""
+    from magpie.common.adapters import (
+        build_bus,
+        build_object_store,
+        database_probe,
+        object_store_probe,
+        open_database,
+    )
+    from magpie.common.controlplane.schema_provider import SchemaProvider
+
+    engine, db = await open_database(settings)
+    objects, models = build_object_store(settings), Models(settings)
+    bus = build_bus(settings, client_id="magpie-embedding")
+    try:
+        await objects.start()
+        await models.for_type("general")
+        subscribe(bus, EmbedDeps(model_for=models.for_type, objects=objects,
+                                 schemas=SchemaProvider(db), bus=bus))
+        await bus.start()
+        yield Service("embedding", bus=bus, checks={"database": database_probe(engine),
+                                                    "object_store": object_store_probe(objects)})
+    finally:
+        await bus.stop()  # first: in-flight records wait on the batchers
+        await models.close()
+        await objects.stop()
+        await engine.dispose()

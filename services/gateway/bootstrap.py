@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
+from magpie.common.adapters import build_bus, build_object_store, create_missing, open_database
 from magpie.common.controlplane.outbox import run_relay
 from magpie.common.controlplane.schema_provider import SchemaProvider
 from magpie.common.ports import Bus, ObjectStore, VectorIndex
 from magpie.common.ports.analytics import AnalyticsStore
-from magpie.common.settings import BusKind, ObjectStoreKind, Settings
+from magpie.common.settings import Settings
 from magpie.gateway.controlplane.members import ensure_initial_owner
 from magpie.ingestion import uploads
 from magpie.ingestion.service import IngestDeps, replay_pending
@@ -24,40 +24,7 @@ from magpie.ingestion.sftp.tables import create_tables as create_sftp_tables
 from magpie.ingestion.store import IngestStore, create_tables
 
 log = logging.getLogger(__name__)
-
-
-def build_bus(settings: Settings) -> Bus:
-    """The bus adapter the settings name."""
-    if settings.bus is BusKind.KAFKA:
-        from magpie.common.bus.kafka import KafkaBus
-
-        return KafkaBus(
-            bootstrap=settings.kafka_bootstrap, topic_prefix=settings.kafka_topic_prefix,
-            partitions=settings.kafka_partitions, max_retries=settings.bus_max_retries,
-            retry_backoff_s=settings.bus_retry_backoff_s, client_id="magpie-gateway",
-        )
-    from magpie.common.bus.inprocess import InProcessBus
-
-    return InProcessBus(
-        queue_size=settings.bus_queue_size, workers=settings.bus_workers,
-        max_retries=settings.bus_max_retries, retry_backoff_s=settings.bus_retry_backoff_s,
-        shutdown_timeout_s=settings.bus_shutdown_timeout_s, spool_dir=settings.data_dir / "bus",
-    )
-
-
-def build_object_store(settings: Settings) -> ObjectStore:
-    """The object store adapter the settings name."""
-    if settings.object_store is ObjectStoreKind.S3:
-        from magpie.common.storage.s3 import S3ObjectStore
-
-        return S3ObjectStore(
-            endpoint=settings.s3_endpoint, access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key.get_secret_value(), bucket=settings.s3_bucket,
-            secure=settings.s3_secure, region=settings.s3_region,
-        )
-    from magpie.common.storage.local import LocalObjectStore
-
-    return LocalObjectStore(settings.data_dir / "objects")
+__all__ = ["Container", "build_bus", "build_object_store", "container", "open_control_plane"]
 
 
 @dataclass
@@ -94,6 +61,10 @@ class Container:
         except Exception as exc:  # noqa: BLE001
             result["object_store"] = f"error: {exc.__class__.__name__}"
         result["bus"] = "ok" if self.ready else "starting"
+        if self.settings.distributed:  # the services the query path and reports depend on
+            ping = getattr(self.index, "ping", None)
+            result["search"] = "ok" if ping is not None and await ping() else "unavailable"
+            result["analytics"] = "ok" if await self.analytics.ping() else "unavailable"
         return result
 
 
@@ -117,13 +88,37 @@ def wire_subscribers(c: Container) -> None:
     analytics.subscribe(c.bus, c.analytics)
 
 
+def query_side(settings: Settings) -> tuple[VectorIndex, AnalyticsStore]:
+    """The index and analytics store the gateway reads: its own engines when standalone; in
+    distributed mode the search service's index over HTTP (qdrant-edge has one owner, and a
+    Qdrant server's collections are the search service's to manage) and the analytics
+    service over HTTP (chdb has one owner), or ClickHouse directly when told so.
+
+    Upload search embeds its query image in the gateway either way: the image is already
+    here (up to 10 MB, decoded and stored under its im_id), only a 1,280-float vector then
+    crosses the network, search replicas stay small and fast, and the CPU it costs scales
+    with the gateways that receive the uploads.
+    """
+    from magpie.analytics.bootstrap import build_analytics_store
+    from magpie.search.bootstrap import build_index
+
+    if not settings.distributed:
+        return build_index(settings), build_analytics_store(settings)
+    from magpie.gateway.analytics_client import AnalyticsServiceClient
+    from magpie.gateway.search_client import SearchServiceIndex
+
+    index = SearchServiceIndex(settings.search_url, timeout_s=settings.internal_timeout_s)
+    if settings.gateway_analytics == "direct":
+        return index, build_analytics_store(settings)
+    return index, AnalyticsServiceClient(settings.analytics_url, timeout_s=settings.internal_timeout_s)
+
+
 async def open_control_plane(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker]:
     """Open the store and create missing tables (also used by the CLI)."""
-    engine = make_engine(settings.resolved_database_url)
-    await create_schema(engine)
-    await create_tables(engine)
-    await create_sftp_tables(engine)
-    return engine, make_sessionmaker(engine)
+    engine, db = await open_database(settings)
+    await create_missing(engine, create_tables)
+    await create_missing(engine, create_sftp_tables)
+    return engine, db
 
 
 @contextlib.asynccontextmanager
@@ -138,37 +133,39 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     if password:
         # Printed once, on the console only: it is not stored anywhere in clear.
         print(f"\n  Magpie initial owner: {settings.admin_email}  password: {password}\n", flush=True)
-    from magpie.analytics.bootstrap import build_analytics_store
     from magpie.embedding.bootstrap import Models
     from magpie.image_fetch.bootstrap import build_fetcher
-    from magpie.search.bootstrap import build_index
     from magpie.search.query import SearchDeps
 
-    bus = build_bus(settings)
+    bus = build_bus(settings, client_id="magpie-gateway")
     schemas = SchemaProvider(db)
+    index, analytics = query_side(settings)
     c = Container(settings=settings, engine=engine, db=db, bus=bus, objects=build_object_store(settings),
                   schemas=schemas, ingest=IngestDeps(store=IngestStore(db), bus=bus, schemas=schemas),
-                  index=build_index(settings), analytics=build_analytics_store(settings),
+                  index=index, analytics=analytics,
                   fetcher=build_fetcher(settings), models=Models(settings))
     await c.objects.start()
     await c.analytics.start()
     await c.index.start()
     await c.fetcher.start()
+    # Upload search embeds here, in the gateway, in both modes: see query_side.
     c.search = SearchDeps(index=c.index, schemas=schemas, models=c.models, fetcher=c.fetcher,
                           objects=c.objects, min_side=settings.image_min_side)
     # Load the default model now, in a thread, so the first insert does not wait for it.
     c._tasks.append(asyncio.create_task(c.models.for_type("general"), name="model-preload"))
-    wire_subscribers(c)
+    if not settings.distributed:
+        wire_subscribers(c)
     await c.bus.start()
-    replayed = await replay_pending(c.ingest)
-    if replayed:
-        log.info("replayed %d unfinished items from before the last stop", replayed)
+    if not settings.distributed:  # distributed: the ingestion service replays on its start
+        replayed = await replay_pending(c.ingest)
+        if replayed:
+            log.info("replayed %d unfinished items from before the last stop", replayed)
     resumed = await uploads.resume(uploads.UploadDeps(ingest=c.ingest, db=db, objects=c.objects,
                                                       work_dir=settings.data_dir / "uploads"))
     if resumed:
         log.info("resumed %d CSV uploads", resumed)
     sftp = None
-    if settings.sftp_enabled:
+    if settings.sftp_enabled and not settings.distributed:  # distributed: `magpie run sftp`
         from magpie.ingestion.sftp.server import start as start_sftp
 
         sftp = await start_sftp(settings, c.ingest, db)

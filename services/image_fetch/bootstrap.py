@@ -1,11 +1,14 @@
 """image-fetch's composition root: the fetcher from settings, and its subscriptions."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 
 from magpie.common.events.control import ApplicationDeleted
 from magpie.common.events.ingest import ItemAccepted
 from magpie.common.ports import Bus
+from magpie.common.service_runtime import Service
 from magpie.common.settings import Settings
 from magpie.image_fetch.handlers import FetchDeps, on_application_deleted, on_item_accepted
 
@@ -34,3 +37,22 @@ def subscribe(bus: Bus, deps: FetchDeps) -> None:
     """The stage's subscriptions."""
     bus.subscribe(ItemAccepted, GROUP, partial(on_item_accepted, deps=deps))
     bus.subscribe(ApplicationDeleted, GROUP, partial(on_application_deleted, objects=deps.objects))
+
+
+@asynccontextmanager
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    """The image-fetch stage alone (`magpie run image-fetch`): no database, no model."""
+    from magpie.common.adapters import build_bus, build_object_store, object_store_probe
+
+    objects, fetcher = build_object_store(settings), build_fetcher(settings)
+    bus = build_bus(settings, client_id="magpie-image-fetch")
+    await objects.start()
+    await fetcher.start()
+    subscribe(bus, FetchDeps(fetcher=fetcher, objects=objects, bus=bus, min_side=settings.image_min_side))
+    try:
+        await bus.start()
+        yield Service("image-fetch", bus=bus, checks={"object_store": object_store_probe(objects)})
+    finally:
+        await bus.stop()  # first: in-flight downloads still need the fetcher and the store
+        await fetcher.stop()
+        await objects.stop()

@@ -7,6 +7,7 @@ from magpie.cli.analytics import analytics_cli
 from magpie.cli.apps import apps_cli, keys_cli
 from magpie.cli.members import members_cli
 from magpie.cli.reindex import reindex
+from magpie.cli.run import run
 from magpie.cli.schema import schema_cli
 from magpie.cli.sftp import sftp_cli
 from magpie.demo import demo
@@ -25,6 +26,7 @@ app.add_typer(analytics_cli, name="analytics")
 app.add_typer(sftp_cli, name="sftp")
 app.command("reindex")(reindex)
 app.command("demo")(demo)
+app.command("run")(run)
 
 
 @app.command()
