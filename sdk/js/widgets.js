@@ -134,6 +134,8 @@ function viewTracker(client) {
     seen.add(key);
     client.track('product_view', i);
     el.dataset.magpieViewed = 'true';
+    // For the merchant's own analytics (a tag manager, say), as magpie:click is.
+    el.dispatchEvent(new CustomEvent('magpie:view', { bubbles: true, detail: { ...i } }));
   };
   const observer = typeof IntersectionObserver === 'function'
     ? new IntersectionObserver((entries) => {
