@@ -176,5 +176,8 @@ async def unsupported(request: Request, a: SearchAccess) -> JSONResponse:
 
 
 for _method in _UNSUPPORTED_METHODS:
-    router.add_api_route(f"/{_method}", unsupported, methods=["GET", "POST"], name=_method,
-                         summary=f"{_method} (not offered)", description=_UNSUPPORTED_METHODS[_method])
+    for _verb in ("GET", "POST"):  # one route per verb: OpenAPI operation ids must be unique
+        router.add_api_route(f"/{_method}", unsupported, methods=[_verb], name=_method,
+                             operation_id=f"{_method}_{_verb.lower()}",
+                             summary=f"{_method} (not offered)",
+                             description=_UNSUPPORTED_METHODS[_method])
