@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from magpie.common.events.ingest import ImageReady
+from magpie.common.pipeline import ingest_executor
 from magpie.common.ports import Bus
 from magpie.common.service_runtime import Service
 from magpie.common.settings import Settings
@@ -32,7 +33,12 @@ class Models:
         """The model of an image type, loaded in a thread on first use."""
         from magpie.embedding.batcher import EmbeddingBatcher
 
-        embedder = await self.registry.get_async(image_type)
+        embedder = self.registry.loaded.get(self.registry.spec_for(image_type))
+        if embedder is None:
+            # Loaded on a low-priority thread: onnxruntime's pool threads inherit its
+            # priority, so during an ingest the model yields the cores to searches.
+            embedder = await asyncio.get_running_loop().run_in_executor(
+                ingest_executor(), self.registry.get, image_type)
         key = (embedder.name, embedder.version)
         async with self._lock:
             handle = self._handles.get(key)

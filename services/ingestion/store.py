@@ -157,7 +157,8 @@ class IngestStore:
         applied: list[bool] = []
         touched: set[int] = set()
         async with self.db() as s, s.begin():
-            await self._load_catalog_rows(s, statuses)
+            # Held here: the session's identity map keeps rows only while someone refers to them.
+            rows = await self._load_catalog_rows(s, statuses)  # noqa: F841
             for st in statuses:
                 result = await s.execute(
                     update(TxItem)
@@ -185,15 +186,17 @@ class IngestStore:
         return applied
 
     @staticmethod
-    async def _load_catalog_rows(s, statuses: Sequence[ItemStatus]) -> None:  # noqa: ANN001
+    async def _load_catalog_rows(s, statuses: Sequence[ItemStatus]) -> list[CatalogItem]:  # noqa: ANN001
         # One query per application puts the rows in the session, so `s.get` needs none.
         by_app: dict[str, set[str]] = {}
         for st in statuses:
             if st.op is ItemOp.UPSERT:
                 by_app.setdefault(st.app_id, set()).add(st.im_name)
+        rows: list[CatalogItem] = []
         for app_id, names in by_app.items():
-            (await s.scalars(select(CatalogItem).where(
-                CatalogItem.app_id == app_id, CatalogItem.im_name.in_(list(names))))).all()
+            rows.extend((await s.scalars(select(CatalogItem).where(
+                CatalogItem.app_id == app_id, CatalogItem.im_name.in_(list(names))))).all())
+        return rows
 
     async def status(self, app_id: str, trans_id: int, error_page: int = 1,
                      error_limit: int = 10) -> TransactionStatus:
