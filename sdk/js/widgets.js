@@ -1,7 +1,7 @@
 /* Magpie web widgets: "Search by image" and "Similar products". Plain DOM, no framework.
  * This file is the body of /widgets/v1/magpie-widgets.js: the gateway bundles it after
- * magpie-sdk.js in one closure, so the SDK's declarations (MagpieClient, withReqid, ...) are
- * in scope here. Embed:
+ * magpie-sdk.js and widgets.css (as WIDGETS_CSS) in one closure, so the SDK's declarations
+ * (MagpieClient, withReqid, ...) are in scope here. Embed:
  *   <script src="HOST/widgets/v1/magpie-widgets.js" defer></script>
  *   <div data-magpie-widget="search-by-image" data-app-key="APPKEY"></div>
  *   <div data-magpie-widget="similar" data-app-key="APPKEY" data-im-name="SKU" data-limit="12"></div>
@@ -14,54 +14,12 @@ const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
 const clients = new Map();
 let uniqueId = 0;
 
-const CSS = `
-.magpie-widget{--_accent:var(--magpie-accent,#2457d6);--_fg:var(--magpie-fg,#1d2330);--_bg:var(--magpie-bg,#fff);
- --_muted:var(--magpie-muted,#5d6677);--_border:var(--magpie-border,#d7dbe3);--_radius:var(--magpie-radius,10px);
- --_card-bg:var(--magpie-card-bg,#fff);--_gap:var(--magpie-gap,12px);--_focus:var(--magpie-focus,#f0a500);
- font-family:var(--magpie-font,system-ui,sans-serif);color:var(--_fg);background:var(--_bg);box-sizing:border-box}
-.magpie-widget *{box-sizing:border-box}
-.magpie-widget :focus-visible{outline:3px solid var(--_focus);outline-offset:2px}
-.magpie-sr{position:absolute!important;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-.magpie-drop{display:flex;flex-wrap:wrap;gap:var(--_gap);align-items:center;padding:var(--_gap);
- border:2px dashed var(--_border);border-radius:var(--_radius)}
-.magpie-drop.magpie-dragging{border-color:var(--_accent);background:color-mix(in srgb,var(--_accent) 8%,transparent)}
-.magpie-btn{font:inherit;cursor:pointer;border:1px solid var(--_accent);background:var(--_accent);color:#fff;
- border-radius:var(--_radius);padding:.5em 1em;display:inline-flex;gap:.4em;align-items:center;min-height:44px}
-.magpie-btn[disabled]{opacity:.45;cursor:default}
-.magpie-btn-quiet{background:transparent;color:var(--_accent)}
-.magpie-btn svg{width:1.3em;height:1.3em;fill:currentColor}
-.magpie-hint{color:var(--_muted);font-size:.9em}
-.magpie-url-form{display:flex;gap:.5em;flex:1 1 260px}
-.magpie-url-form input{flex:1;min-width:0;font:inherit;padding:.5em;border:1px solid var(--_border);border-radius:var(--_radius)}
-.magpie-query{margin-top:var(--_gap)}
-.magpie-query img{max-height:96px;max-width:160px;border-radius:var(--_radius);border:1px solid var(--_border)}
-.magpie-status{color:var(--_muted);min-height:1.4em;margin:.6em 0}
-.magpie-status.magpie-error{color:var(--magpie-error,#b3261e)}
-.magpie-filters{display:flex;flex-wrap:wrap;gap:var(--_gap);margin-bottom:var(--_gap)}
-.magpie-filters label{display:flex;flex-direction:column;font-size:.85em;color:var(--_muted)}
-.magpie-filters select{font:inherit;min-height:40px;border:1px solid var(--_border);border-radius:var(--_radius);padding:.3em}
-.magpie-grid{list-style:none;margin:0;padding:0;display:grid;gap:var(--_gap);
- grid-template-columns:repeat(auto-fill,minmax(var(--magpie-card-min,150px),1fr))}
-.magpie-card{background:var(--_card-bg);border:1px solid var(--_border);border-radius:var(--_radius);overflow:hidden}
-.magpie-card-link{display:flex;flex-direction:column;width:100%;height:100%;text-decoration:none;color:inherit;
- font:inherit;text-align:left;background:none;border:0;padding:0;cursor:pointer}
-.magpie-card img{width:100%;aspect-ratio:var(--magpie-image-ratio,1);object-fit:contain;background:#f6f7f9;display:block}
-.magpie-card-title{padding:.5em .6em 0;font-size:.92em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.magpie-card-price{padding:.2em .6em .6em;font-weight:600}
-.magpie-pager{display:flex;gap:var(--_gap);align-items:center;justify-content:center;margin-top:var(--_gap)}
-.magpie-similar-head{display:flex;justify-content:space-between;align-items:center;gap:var(--_gap)}
-.magpie-title{font-size:1.15em;margin:.4em 0}
-.magpie-track{list-style:none;margin:0;padding:0 0 .4em;display:flex;gap:var(--_gap);overflow-x:auto;
- scroll-snap-type:x mandatory;scroll-behavior:smooth}
-.magpie-track>.magpie-card{flex:0 0 var(--magpie-carousel-card,160px);scroll-snap-align:start}
-@media (max-width:560px){.magpie-widget{--magpie-card-min:120px}.magpie-hint{flex-basis:100%}}
-`;
 
 function injectStyle() {
   if (document.getElementById('magpie-widgets-style')) return;
   const style = document.createElement('style');
   style.id = 'magpie-widgets-style';
-  style.textContent = CSS;
+  style.textContent = WIDGETS_CSS; // sdk/js/widgets.css, bundled by the gateway
   // First in <head>: the merchant's own stylesheet wins over ours.
   document.head.insertBefore(style, document.head.firstChild);
 }
@@ -362,7 +320,15 @@ function mountSimilar(el) {
   });
   const root = h('section', { class: 'magpie-widget magpie-similar', 'aria-label': title },
     h('div', { class: 'magpie-similar-head' }, h('h2', { class: 'magpie-title', text: title }),
-      h('div', {}, prev, next)), track);
+      h('div', { class: 'magpie-nav' }, prev, next)), track);
+  const updateNav = () => {
+    const max = track.scrollWidth - track.clientWidth;
+    prev.hidden = next.hidden = max <= 1; // everything fits: nothing to scroll
+    prev.disabled = track.scrollLeft <= 1;
+    next.disabled = track.scrollLeft >= max - 1;
+  };
+  track.addEventListener('scroll', updateNav, { passive: true });
+  if (typeof ResizeObserver === 'function') new ResizeObserver(updateNav).observe(track);
   if (!imName) {
     setState(el, 'error');
     console.warn('magpie: the similar widget needs data-im-name');
@@ -377,6 +343,7 @@ function mountSimilar(el) {
     el.replaceChildren(root);
     const ctx = { client, reqid: resp.reqid, views, root: el, currency: cfg.currency };
     track.replaceChildren(...resp.result.map((item, i) => card(item, i + 1, ctx)));
+    updateNav();
     setState(el, 'ready');
     announce(el, resp.reqid, resp);
     return resp;

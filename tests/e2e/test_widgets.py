@@ -192,6 +192,7 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         viewed = page.locator("#similar .magpie-card[data-magpie-viewed]")
         first_views = viewed.count()
         assert 0 < first_views < len(carousel)  # cards scrolled out of sight are not views
+        assert page.is_disabled("#similar .magpie-prev") and page.is_enabled("#similar .magpie-next")
         page.click("#similar .magpie-next")
         page.wait_for_function(f"document.querySelectorAll('#similar [data-magpie-viewed]').length > {first_views}")
 
