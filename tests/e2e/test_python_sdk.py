@@ -29,7 +29,7 @@ from magpie_sdk import (
 )
 from magpie_sdk.cli import main as sdk_cli
 from tests.fixtures.catalog import catalog, encode, scene, serve_files
-from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD, free_port
+from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD, admin_headers, free_port
 
 pytestmark = pytest.mark.e2e
 ITEMS = catalog(12)
@@ -227,20 +227,18 @@ def test_errors_map_to_typed_exceptions(server, client, app):
     assert err.value.code == 104
     with pytest.raises(InvalidRequestError):
         client.track("product_view", query_id="abc")  # the pixel refuses it: no pid
-    with pytest.raises(PermissionDeniedError) as err:
-        httpx_client = Magpie(server.url, app_key=app.app_key)
-        httpx_client.credentials.access_key, httpx_client.credentials.secret_key = None, None
-        httpx_client.call(_as_search_only_data_call())
+    # A viewer may read but not create applications: the admin API's 403, as problem JSON.
+    created = httpx.post(f"{server.url}/admin/v1/members", headers=admin_headers(server.url), json={
+        "email": "viewer@example.com", "password": "viewer-password", "role": "viewer"})
+    assert created.status_code == 201, created.text
+    with Magpie(server.url) as viewer:
+        viewer.admin.sign_in("viewer@example.com", "viewer-password")
+        assert viewer.admin.apps()
+        with pytest.raises(PermissionDeniedError) as err:
+            viewer.admin.create_app("not allowed")
     assert err.value.status_code == 403
-
-
-def _as_search_only_data_call():
-    """A data call sent with the search-only app key (as a misconfigured browser would)."""
-    from dataclasses import replace
-
-    from magpie_sdk import _ops as ops
-    call = ops.transactions()
-    return replace(call, request=replace(call.request, auth="search"))
+    with pytest.raises(AuthenticationError):
+        Magpie(server.url).admin.sign_in(ADMIN_EMAIL, "wrong password")
 
 
 class _FlakyProxy(BaseHTTPRequestHandler):

@@ -11,7 +11,6 @@ import httpx
 
 from magpie_sdk._ops import Request
 from magpie_sdk.errors import (
-    RETRY_STATUSES,
     APIError,
     ConfigurationError,
     InvalidRequestError,
@@ -119,13 +118,14 @@ def should_retry(req: Request, error: BaseException) -> bool:
 def decode(req: Request, response: httpx.Response) -> Any:
     """The answer's body, or the typed exception for a failed call."""
     reqid = response.headers.get("x-log-id")
-    if req.family == "raw" and response.status_code < 400:
-        return response.content
     if req.family == "pixel":
         if response.status_code >= 400 or response.headers.get("x-tracking") == "rejected":
             reason = response.headers.get("x-tracking-error") or f"HTTP {response.status_code}"
-            raise (error_from_body(response.status_code, reason, reqid) if response.status_code >= 400
-                   else InvalidRequestError(reason, code=400, status_code=200, reqid=reqid))
+            if response.status_code >= 400:
+                err = error_from_body(response.status_code, reason, reqid)
+                err.retry_after = response.headers.get("retry-after")
+                raise err
+            raise InvalidRequestError(reason, code=400, status_code=200, reqid=reqid)
         return None
     try:
         body = response.json()
@@ -134,10 +134,10 @@ def decode(req: Request, response: httpx.Response) -> Any:
     if response.status_code == 204:
         return None
     failed = response.status_code >= 400 or (isinstance(body, dict) and body.get("status") == "fail")
-    if not failed and response.status_code in RETRY_STATUSES:
-        failed = True
     if failed and not (response.status_code < 400 and isinstance(body, dict) and is_item_failure(body)):
-        raise error_from_body(response.status_code, body, reqid)
+        err = error_from_body(response.status_code, body, reqid)
+        err.retry_after = response.headers.get("retry-after")
+        raise err
     if isinstance(body, dict) and reqid and "reqid" not in body and req.family == "legacy":
         body["reqid"] = reqid  # as the official SDKs do: the header is the request id too
     return body
@@ -145,10 +145,4 @@ def decode(req: Request, response: httpx.Response) -> Any:
 
 def retry_after(error: BaseException) -> str | None:
     """The Retry-After of a refused answer, when there was one."""
-    return getattr(error, "retry_after", None)
-
-
-def attach_retry_after(error: APIError, response: httpx.Response) -> APIError:
-    """Remember the answer's Retry-After on the error, for the retry loop."""
-    error.retry_after = response.headers.get("retry-after")  # type: ignore[attr-defined]
-    return error
+    return error.retry_after if isinstance(error, APIError) else None

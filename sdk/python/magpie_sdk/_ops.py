@@ -30,7 +30,7 @@ T = TypeVar("T")
 # `access_key`. tracking: the app key as `code`. admin: the session's bearer token.
 Auth = Literal["keys", "search", "tracking", "admin", "none"]
 # How the answer's errors look: legacy ViSearch envelope, /v1 JSON, tracking, admin problem.
-Family = Literal["legacy", "v1", "tracking", "pixel", "admin", "raw"]
+Family = Literal["legacy", "v1", "tracking", "pixel", "admin"]
 MAX_BATCH = 100
 FileInput = str | Path | bytes
 
@@ -265,38 +265,47 @@ def sign_in(email: str, password: str) -> Call[dict[str, Any]]:
 
 
 def apps() -> Call[list[App]]:
+    """GET /admin/v1/apps."""
     return _admin("GET", "/apps", lambda b: [App.from_wire(a) for a in b])
 
 
 def create_app(name: str, image_type: str = "general") -> Call[App]:
+    """POST /admin/v1/apps: the answer holds the secret key, once."""
     return _admin("POST", "/apps", App.from_wire, json={"name": name, "image_type": image_type})
 
 
 def get_app(app_id: str) -> Call[App]:
+    """GET /admin/v1/apps/{app_id}."""
     return _admin("GET", f"/apps/{app_id}", App.from_wire)
 
 
 def rename_app(app_id: str, name: str) -> Call[App]:
+    """PATCH /admin/v1/apps/{app_id}."""
     return _admin("PATCH", f"/apps/{app_id}", App.from_wire, json={"name": name}, idempotent=True)
 
 
 def delete_app(app_id: str) -> Call[None]:
+    """DELETE /admin/v1/apps/{app_id} (not repeated once sent)."""
     return _admin("DELETE", f"/apps/{app_id}", lambda _: None, idempotent=False)
 
 
 def keys(app_id: str) -> Call[list[Key]]:
+    """GET /admin/v1/apps/{app_id}/keys."""
     return _admin("GET", f"/apps/{app_id}/keys", lambda b: [Key.from_wire(k) for k in b])
 
 
 def create_key(app_id: str, label: str = "") -> Call[Key]:
+    """POST /admin/v1/apps/{app_id}/keys."""
     return _admin("POST", f"/apps/{app_id}/keys", Key.from_wire, json={"label": label})
 
 
 def revoke_key(app_id: str, access_key: str) -> Call[Key]:
+    """DELETE /admin/v1/apps/{app_id}/keys/{access_key}."""
     return _admin("DELETE", f"/apps/{app_id}/keys/{access_key}", Key.from_wire)
 
 
 def get_schema(app_id: str) -> Call[Schema]:
+    """GET /admin/v1/apps/{app_id}/schema."""
     return _admin("GET", f"/apps/{app_id}/schema", Schema.from_wire)
 
 
@@ -305,28 +314,34 @@ def _field(f: Field | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def set_schema(app_id: str, fields: Iterable[Field | Mapping[str, Any]]) -> Call[Schema]:
+    """PUT /admin/v1/apps/{app_id}/schema."""
     return _admin("PUT", f"/apps/{app_id}/schema", Schema.from_wire,
                   json={"fields": [_field(f) for f in fields]})
 
 
 def add_field(app_id: str, f: Field | Mapping[str, Any]) -> Call[Schema]:
+    """POST /admin/v1/apps/{app_id}/schema/fields."""
     return _admin("POST", f"/apps/{app_id}/schema/fields", Schema.from_wire, json=_field(f))
 
 
 def remove_field(app_id: str, name: str) -> Call[Schema]:
+    """DELETE /admin/v1/apps/{app_id}/schema/fields/{name}."""
     return _admin("DELETE", f"/apps/{app_id}/schema/fields/{name}", Schema.from_wire, idempotent=False)
 
 
 def schema_preset() -> Call[list[Field]]:
+    """GET /admin/v1/schema/preset."""
     return _admin("GET", "/schema/preset", lambda b: [Field(f["name"], f["type"], f["searchable"]) for f in b])
 
 
 def admin_report(app_id: str, date_from: str | None = None, date_to: str | None = None,
                  solution: str = "", top: int = 10) -> Call[dict[str, Any]]:
+    """GET /admin/v1/apps/{app_id}/analytics/report."""
     params = [("solution", solution), ("top", str(top))]
     params += [(k, v) for k, v in (("from", date_from), ("to", date_to)) if v]
     return _admin("GET", f"/apps/{app_id}/analytics/report", lambda b: b, params=params)
 
 
 def me() -> Call[dict[str, Any]]:
+    """GET /admin/v1/me."""
     return _admin("GET", "/me", lambda b: b)

@@ -16,7 +16,6 @@ from magpie_sdk._http import (
     SDK_VERSION,
     Credentials,
     RetryPolicy,
-    attach_retry_after,
     build,
     decode,
     new_id,
@@ -85,11 +84,7 @@ class AsyncMagpie:
             kw = build(call.request, self.credentials)
             try:
                 response = await self._http.request(**kw)
-                try:
-                    body = decode(call.request, response)
-                except APIError as exc:
-                    raise attach_retry_after(exc, response) from None
-                return call.parse(body)
+                return call.parse(decode(call.request, response))
             except (httpx.TransportError, APIError) as exc:
                 if attempt >= self.retry.max_retries or not should_retry(call.request, exc):
                     if isinstance(exc, httpx.TransportError):

@@ -71,6 +71,7 @@ class APIError(MagpieError):
         self.reqid = reqid
         self.field = field
         self.body = body
+        self.retry_after: str | None = None  # the answer's Retry-After, for the retry loop
 
     @property
     def retryable(self) -> bool:
