@@ -462,11 +462,18 @@ def main() -> None:
     parser.add_argument("--profile-args", default="", metavar="='--gil --threads'",
                         help="with --profile: more py-spy options (note the =)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (server log)")
+    parser.add_argument("--distributed", action="store_true", help="standalone against the "
+                        "distributed mode with 1 and 2 embedding workers (bench/ingest_distributed.py)")
     args = parser.parse_args()
     args.raw_n = max(1, min(args.raw_n, args.n))
     tmp = Path(tempfile.mkdtemp(prefix="magpie-ingest-bench-"))
     try:
-        asyncio.run(run(args, tmp))
+        if args.distributed:
+            from bench.ingest_distributed import run_distributed
+
+            asyncio.run(run_distributed(args, tmp))
+        else:
+            asyncio.run(run(args, tmp))
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
