@@ -140,6 +140,14 @@ def test_update_and_remove(client):
     client.wait(gone.trans_id, timeout=30)
     with pytest.raises(NotFoundError):
         client.get_item("swatch-green")
+    # The JSON twins: typed values, the same transactions.
+    typed = client.insert_items([{"im_name": "s3", "price": 99.5}])
+    assert client.transaction(typed.trans_id).trans_id == typed.trans_id
+    assert client.transactions(limit=5)[0]["trans_id"] == typed.trans_id
+    [final] = client.wait(typed.trans_id, timeout=30)
+    assert final.success_count == 1 and client.get_item("s3")["value_map"]["price"] == 99.5
+    gone = client.remove_items(["s1-twin"])
+    assert gone.status == "OK" and client.wait(gone.trans_id, timeout=30)[0].success_count == 1
 
 
 def test_bulk_csv_upload_with_progress_bar(client, files, tmp_path, capfd):

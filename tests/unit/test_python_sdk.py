@@ -182,6 +182,21 @@ def test_connect_errors_retry_any_call_then_raise_transport_error():
     assert len(seen) == 3
 
 
+def test_read_timeouts_retry_reads_but_not_a_remove():
+    seen: list[httpx.Request] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        raise httpx.ReadTimeout("timed out", request=request)
+    with pytest.raises(TransportError):
+        client(slow, max_retries=1).insert_status(5)
+    assert len(seen) == 2
+    seen.clear()
+    with pytest.raises(TransportError):
+        client(slow, max_retries=1).remove(["a"])
+    assert len(seen) == 1
+
+
 def test_client_errors_are_not_retried():
     seen, handler = recorder(lambda r: httpx.Response(200, json={
         "status": "fail", "method": "search", "error": ["im_name is invalid."]}))
