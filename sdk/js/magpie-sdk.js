@@ -122,18 +122,20 @@ export function persistentUid() {
   return uid;
 }
 
-/** The session id of this tab (sessionStorage), renewed after 30 minutes without activity. */
-export function sessionId(now = Date.now()) {
+/**
+ * The session id of this tab (sessionStorage), renewed after 30 minutes without activity;
+ * without sessionStorage (Node), `current` or a new id.
+ */
+export function sessionId(now = Date.now(), current = null) {
   const session = storage('sessionStorage');
+  if (!session) return current || randomId();
   let sid = null;
-  if (session) {
-    try {
-      const saved = JSON.parse(session.getItem(SID_KEY) || 'null');
-      if (saved && typeof saved.id === 'string' && now - saved.at < SESSION_IDLE_MS) sid = saved.id;
-    } catch { /* a value some other script wrote: start a new session */ }
-  }
+  try {
+    const saved = JSON.parse(session.getItem(SID_KEY) || 'null');
+    if (saved && typeof saved.id === 'string' && now - saved.at < SESSION_IDLE_MS) sid = saved.id;
+  } catch { /* a value some other script wrote: start a new session */ }
   sid = sid || randomId();
-  if (session) session.setItem(SID_KEY, JSON.stringify({ id: sid, at: now }));
+  session.setItem(SID_KEY, JSON.stringify({ id: sid, at: now }));
   return sid;
 }
 
@@ -228,6 +230,7 @@ export class MagpieClient {
     this.batchSize = Math.min(options.batchSize ?? 20, MAX_BATCH);
     this.flushIntervalMs = options.flushIntervalMs ?? 2000;
     this.uid = options.uid || persistentUid();
+    this._fixedSid = Boolean(options.sid);
     this.sid = options.sid || sessionId();
     /** The reqid of the last successful search. */
     this.lastQueryId = null;
@@ -322,6 +325,7 @@ export class MagpieClient {
     if (action === 'transaction' && (props.value === undefined || props.value === null)) {
       throw new TypeError('value is required for transaction');
     }
+    this._touch();
     const event = { ...props, action, queryId, ts: props.ts || Date.now() };
     if (typeof location !== 'undefined' && !event.url) event.url = location.href.slice(0, 2048);
     this._queue.push(event);
@@ -395,7 +399,13 @@ export class MagpieClient {
   }
 
   _va() {
+    this._touch();
     return { va_uid: this.uid, va_sid: this.sid };
+  }
+
+  _touch() {
+    // Activity keeps the session alive; after 30 idle minutes sessionId() starts a new one.
+    if (!this._fixedSid) this.sid = sessionId(Date.now(), this.sid);
   }
 
   _get(path, params) {

@@ -30,6 +30,8 @@ const call = (method, params) => new Promise((resolve, reject) => {
   visearch.send({ reqid: out.search.reqid, im_name: out.search.result[0].im_name, action: 'click' });
   await new Promise((resolve) => setTimeout(resolve, 500)); // the pixel is fire-and-forget
   fs.writeFileSync(process.env.OUT_PATH, JSON.stringify(out));
+  // The SDK never clears its per-call timeout timers: they would hold Node for 30 s more.
+  process.exit(0);
 })().catch((err) => {
   console.error('scenario failed:', err);
   process.exit(1);
