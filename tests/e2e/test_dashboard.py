@@ -2,13 +2,17 @@
 schema → keys → status → catalog → try it → analytics → members; steps run in file order."""
 import asyncio
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from tests.fixtures.browser import csrf_of, enable_try_form, new_page, shot, sign_in
+from tests.fixtures.browser import artifacts_dir, csrf_of, enable_try_form, new_page, shot, sign_in
+from tests.fixtures.catalog import encode, scene, serve_files
 from tests.fixtures.images import serve
 from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD
 
@@ -284,6 +288,77 @@ def test_catalog_filters_page_over_the_whole_index(page, dashboard_server, image
     assert "indexed items" in page.locator("#err-state").inner_text()
     response = page.goto(f"{catalog}?fq=brand:Bulk&after=not-a-cursor&page=2")
     assert response.status == 400 and "cursor" in page.locator("#err-page").inner_text()
+
+
+def test_widget_snippet_pasted_into_a_merchant_page_shows_similar_products(page, dashboard_server, shop):
+    # Distinct products, so that recommendations (near-duplicates left out) have some to show.
+    auth, host = (shop["access_key"], shop["secret_key"]), dashboard_server.url
+    files = {f"w{i}.png": encode(scene(100 + i)) for i in range(4)}
+    with serve_files(files) as origin:
+        form = {}
+        for i in range(4):
+            form |= {f"im_name[{i}]": f"widget-{i}", f"im_url[{i}]": f"{origin}/w{i}.png",
+                     f"brand[{i}]": "Widget", f"price[{i}]": str(10 + i)}
+        trans_id = httpx.post(f"{host}/insert", auth=auth, data=form).json()["trans_id"]
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{host}/insert/status/{trans_id}", auth=auth).json()["result"][0][
+                "processed_percent"] < 100:
+            assert time.monotonic() < deadline, "the insert did not finish"
+            time.sleep(0.5)
+
+    page.goto(f"/dashboard/apps/{shop['app_id']}/integration")
+    first = page.locator(f"details.snippets[data-access-key='{shop['access_key']}']")
+    snippet = first.locator("h3:has-text('Web widgets') + .copyable pre").inner_text()
+    assert f'<script src="{host}/widgets/v1/magpie-widgets.js" defer></script>' in snippet
+    assert f'data-magpie-widget="similar" data-app-key="{shop["app_key"]}" data-host="{host}"' in snippet
+    assert 'data-magpie-widget="search-by-image"' in snippet and shop["secret_key"] not in snippet
+    sdk = first.locator("h3:has-text('JavaScript SDK') + .copyable pre").inner_text()
+    assert f"appKey: '{shop['app_key']}'" in sdk and f"{host}/widgets/v1/magpie-sdk.js" in sdk
+    # The snippet as a merchant pastes it, on a page of another origin, for an indexed product.
+    html = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Merchant</title></head>"
+            f"<body><h1>Merchant</h1>{snippet.replace('red-dress-1', 'widget-0')}</body></html>").encode()
+    with _static_site(html) as merchant:
+        shopper = page.context.new_page()
+        try:
+            shopper.goto(merchant)
+            shopper.wait_for_selector("[data-magpie-widget=similar][data-magpie-state=ready]")
+            cards = shopper.eval_on_selector_all("[data-magpie-widget=similar] .magpie-card",
+                                                 "els => els.map(e => e.dataset.imName)")
+            # Recommendations: never the product itself; near-duplicates of one another left out.
+            indexed = {"widget-1", "widget-2", "widget-3", "blue-shoe", "red-shoe",
+                       *(f"bulk-{i:02d}" for i in range(30))}
+            assert cards and "widget-0" not in cards and set(cards) <= indexed
+            assert set(cards) & {"widget-1", "widget-2", "widget-3"}
+            assert shopper.locator("[data-magpie-widget=search-by-image] .magpie-upload").is_visible()
+            shopper.screenshot(path=str(artifacts_dir() / "dashboard-04b-widget-snippet-in-use.png"),
+                               full_page=True)
+        finally:
+            shopper.close()
+
+
+@contextmanager
+def _static_site(html: bytes):
+    """One page on its own port (another origin than the gateway)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/shop.html"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_csv_upload_confirms_the_detected_schema_and_shows_progress(page, images):

@@ -18,7 +18,7 @@ SECRET_PLACEHOLDER = "YOUR_SECRET_KEY"
 
 def snippets(host: str, key: KeyOut | None, secret: str | None = None) -> dict[str, str]:
     """Copy-ready examples for one key set: the visearch Python SDK, curl for /insert and /search,
-    and event tracking with the search-only app key. The secret appears only when it is known
+    the web widgets, the JavaScript SDK and event tracking with the search-only app key. The secret appears only when it is known
     (right after the key set was created); otherwise a placeholder stands in for it."""
     access = key.access_key if key else "ACCESS_KEY"
     app_key = key.app_key if key else "APP_KEY"
@@ -44,6 +44,12 @@ def snippets(host: str, key: KeyOut | None, secret: str | None = None) -> dict[s
         "Search from a web page (app key)": (
             f"fetch('{host}/search?access_key={app_key}&im_name=red-dress-1&score=true')\n"
             "  .then(r => r.json()).then(body => console.log(body.reqid, body.result));"),
+        "Web widgets (app key)": widget_snippet(host, app_key),
+        "JavaScript SDK, ES module (app key)": (
+            f"import {{ MagpieClient }} from '{host}/widgets/v1/magpie-sdk.js';\n\n"
+            f"const magpie = new MagpieClient({{ appKey: '{app_key}', host: '{host}' }});\n"
+            "const found = await magpie.search('red-dress-1', { limit: 12, fl: ['price'] });\n"
+            "console.log(found.reqid, found.result);"),
         "Tracking pixel (app key)": (
             f'<img alt="" width="1" height="1" src="{host}/v3/__va.gif?code={app_key}'
             '&action=product_click&queryId=REQID&pid=red-dress-1&pos=1">'),
@@ -53,6 +59,20 @@ def snippets(host: str, key: KeyOut | None, secret: str | None = None) -> dict[s
             "  -d '{\"uid\": \"user-1\", \"events\": [{\"action\": \"product_click\", "
             "\"queryId\": \"REQID\", \"pid\": \"red-dress-1\", \"pos\": 1}]}'"),
     }
+
+
+def widget_snippet(host: str, app_key: str) -> str:
+    """The embed code of both web widgets (served by the gateway under /widgets/v1/)."""
+    return (
+        f'<script src="{host}/widgets/v1/magpie-widgets.js" defer></script>\n\n'
+        "<!-- Search by image: shoppers upload a photo and see similar products. -->\n"
+        f'<div data-magpie-widget="search-by-image" data-app-key="{app_key}" data-host="{host}"\n'
+        '     data-fl="title,price,product_url,image_url"></div>\n\n'
+        "<!-- Similar products on a product page: data-im-name is the product's im_name. -->\n"
+        f'<div data-magpie-widget="similar" data-app-key="{app_key}" data-host="{host}"\n'
+        '     data-im-name="red-dress-1" data-limit="12"></div>\n\n'
+        "<!-- Optional: data-fq=\"category:shoes\" (a fixed filter); theme with --magpie-* CSS\n"
+        "     variables on the element; data-host defaults to the script's origin. -->")
 
 
 async def _page(request: Request, ctx: Ctx, status: int = 200, created: KeyCreated | None = None,
