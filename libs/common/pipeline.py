@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -35,23 +37,31 @@ async def report_success(bus: Bus, event: ItemEvent, stage: Stage, warnings: lis
 # --- in-process hand-off of decoded images, and low-priority ingest threads ----------------
 
 class DecodedImages:
-    """A bounded, thread-safe LRU of decoded images by content hash.
+    """A bounded, thread-safe store of decoded images by content hash, taken once each.
 
     image-fetch puts the image it has just decoded; embedding takes it and so skips reading
     and decoding the stored copy again. Only a shortcut: a miss (another process in the
-    distributed mode, an eviction, a restart) falls back to the object store, so the bus
+    distributed mode, a full store, a restart) falls back to the object store, so the bus
     events stay as they are and nothing depends on it.
+
+    When full, a new image is turned away rather than an old one evicted: embedding takes
+    images in about the order they were put, so under a backlog larger than the bounds,
+    evicting the oldest would drop each image just before its turn. Images nobody took
+    (their item failed, or its vector was cached) expire after `max_age_s`.
     """
 
-    def __init__(self, max_items: int = 512, max_bytes: int = 256 * 1024 * 1024) -> None:
-        if max_items < 1 or max_bytes < 1:
-            raise ValueError("max_items and max_bytes must be >= 1")
+    def __init__(self, max_items: int = 512, max_bytes: int = 256 * 1024 * 1024,
+                 max_age_s: float = 120.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_items < 1 or max_bytes < 1 or max_age_s <= 0:
+            raise ValueError("max_items, max_bytes and max_age_s must be positive")
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._items: OrderedDict[str, tuple[Any, int, float]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.refused = 0
         self._consumers = 0
 
     def attach_consumer(self) -> None:
@@ -68,33 +78,41 @@ class DecodedImages:
         """Approximate pixel bytes held."""
         return self._bytes
 
-    def put(self, content_hash: str, image: Any) -> None:
-        """Keep `image` (a PIL image) for `content_hash`, evicting the oldest beyond the bounds."""
+    def put(self, content_hash: str, image: Any) -> bool:
+        """Keep `image` (a PIL image) for `content_hash`; False when it was not kept."""
         size = _pixel_bytes(image)
-        if size > self.max_bytes:
-            return  # would evict everything else for one image
         with self._lock:
             if not self._consumers:
-                return
-            old = self._items.pop(content_hash, None)
-            if old is not None:
-                self._bytes -= old[1]
-            self._items[content_hash] = (image, size)
+                return False
+            now = self._clock()
+            self._drop(content_hash)
+            while self._items:  # expired first: they are the oldest
+                key, (_, _, since) = next(iter(self._items.items()))
+                if now - since < self.max_age_s:
+                    break
+                self._drop(key)
+            if len(self._items) >= self.max_items or self._bytes + size > self.max_bytes:
+                self.refused += 1
+                return False
+            self._items[content_hash] = (image, size, now)
             self._bytes += size
-            while len(self._items) > self.max_items or self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
+            return True
 
     def take(self, content_hash: str) -> Any | None:
         """Remove and return the image of `content_hash`, or None (then read the stored copy)."""
         with self._lock:
-            entry = self._items.pop(content_hash, None)
+            entry = self._items.get(content_hash)
             if entry is None:
                 self.misses += 1
                 return None
-            self._bytes -= entry[1]
+            self._drop(content_hash)
             self.hits += 1
             return entry[0]
+
+    def _drop(self, content_hash: str) -> None:
+        entry = self._items.pop(content_hash, None)
+        if entry is not None:
+            self._bytes -= entry[1]
 
 
 def _pixel_bytes(image: Any) -> int:

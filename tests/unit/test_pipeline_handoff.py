@@ -37,23 +37,32 @@ def test_nothing_is_kept_without_a_consumer_in_the_process() -> None:
     assert len(images) == 0 and images.take("h1") is None
 
 
-def test_the_oldest_go_first_beyond_the_item_bound() -> None:
+def test_when_full_new_images_are_turned_away_not_the_oldest() -> None:
+    # Embedding takes images in about the order they came: the oldest are next in line.
     images = _attached(max_items=3)
-    for i in range(5):
-        images.put(f"h{i}", _image(16))
-    assert len(images) == 3
-    assert images.take("h0") is None and images.take("h1") is None
-    assert images.take("h4") is not None
+    kept = [images.put(f"h{i}", _image(16)) for i in range(5)]
+    assert kept == [True, True, True, False, False] and images.refused == 2
+    assert images.take("h0") is not None and images.take("h4") is None
+    assert images.put("h5", _image(16))  # room again once one was taken
 
 
-def test_the_byte_bound_holds_and_an_oversized_image_is_not_kept() -> None:
+def test_the_byte_bound_holds() -> None:
     images = _attached(max_items=100, max_bytes=3 * 100 * 100 * 3)  # three 100 px RGB images
-    for i in range(4):
-        images.put(f"h{i}", _image(100))
-    assert len(images) == 3 and images.nbytes == 3 * 100 * 100 * 3
-    assert images.take("h0") is None  # evicted to stay within the bytes
-    images.put("huge", _image(200))  # larger than the whole budget: kept out, evicts nothing
-    assert images.take("huge") is None and len(images) == 3
+    assert [images.put(f"h{i}", _image(100)) for i in range(4)] == [True, True, True, False]
+    assert images.nbytes == 3 * 100 * 100 * 3
+    assert not images.put("huge", _image(200))  # larger than the whole budget
+    assert len(images) == 3
+
+
+def test_images_nobody_took_expire() -> None:
+    now = [0.0]
+    images = DecodedImages(max_items=2, max_age_s=60, clock=lambda: now[0])
+    images.attach_consumer()
+    images.put("a", _image(8))
+    images.put("b", _image(8))
+    now[0] = 61.0  # a and b were never taken (their items failed, or had cached vectors)
+    assert images.put("c", _image(8))
+    assert len(images) == 1 and images.take("a") is None and images.take("c") is not None
 
 
 def test_putting_the_same_hash_again_replaces_without_leaking_bytes() -> None:
@@ -90,8 +99,9 @@ def test_concurrent_producers_and_consumers_keep_the_accounting_exact() -> None:
 
 
 def test_invalid_bounds_are_refused() -> None:
-    with pytest.raises(ValueError):
-        DecodedImages(max_items=0)
+    for bad in ({"max_items": 0}, {"max_bytes": 0}, {"max_age_s": 0}):
+        with pytest.raises(ValueError):
+            DecodedImages(**bad)
 
 
 @pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is Linux-only")
