@@ -9,12 +9,12 @@ merchant's site: it serves the images to Magpie's fetcher and the storefront pag
 """
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -22,22 +22,20 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote
 
 import typer
+
+from magpie.demo_shop import Storefront, serve_shop
 
 if TYPE_CHECKING:
     from magpie_sdk import App, BulkResult, Magpie
 
 EMOJI_PACKAGE = "emoji-datasource-twitter"  # only this vendor: others are held out
 EMOJI_CACHE = Path.home() / ".cache" / "magpie" / "emoji"
-TEMPLATE = Path(__file__).parent / "templates" / "storefront.html"
 APP_NAME = "Magpie demo shop"
 DEMO_EMAIL = "demo@localhost"
 SCHEMA = [{"name": "title", "type": "string", "searchable": False},
@@ -47,7 +45,6 @@ SCHEMA = [{"name": "title", "type": "string", "searchable": False},
           {"name": "keywords", "type": "text", "searchable": True},
           {"name": "product_url", "type": "string", "searchable": False},
           {"name": "image_url", "type": "string", "searchable": False}]
-WIDGET_FIELDS = "title,price,product_url,image_url"
 
 
 @dataclass(frozen=True)
@@ -182,93 +179,6 @@ def load_catalog(client: Magpie, products: list[Product], shop_url: str, *, prog
                               progress=progress, timeout=timeout)
 
 
-# --- the merchant's site ---------------------------------------------------------------------
-@dataclass
-class Storefront:
-    """What the shop's pages show: Magpie's URL, the search-only key, the products."""
-
-    products: list[Product]
-    images: Path
-    magpie_url: str = ""
-    app_key: str = ""
-
-    def by_name(self) -> dict[str, Product]:
-        """Products by im_name."""
-        return {p.im_name: p for p in self.products}
-
-
-def render(shop: Storefront, product: Product | None = None, category: str = "") -> str:
-    """The storefront's grid page, or a product page, with the widgets embedded."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    env = Environment(loader=FileSystemLoader(TEMPLATE.parent), autoescape=select_autoescape())
-    categories = sorted({p.category for p in shop.products})
-    shown = [p for p in shop.products if not category or p.category == category]
-    return env.get_template(TEMPLATE.name).render(
-        host=shop.magpie_url, app_key=shop.app_key, product=product, products=shown,
-        categories=categories, category=category, fields=WIDGET_FIELDS, quote=quote)
-
-
-class _ShopHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _ShopServer
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet demo
-        pass
-
-    def _send(self, status: int, body: bytes, ctype: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-cache" if ctype.startswith("text/html") else "max-age=3600")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        shop, parts = self.server.shop, urlsplit(self.path)
-        path = unquote(parts.path)
-        if path.startswith("/images/"):
-            file = (shop.images / path[len("/images/"):]).resolve()
-            if file.parent != shop.images.resolve() or not file.is_file():
-                return self._send(404, b"no such image", "text/plain")
-            return self._send(200, file.read_bytes(), "image/png")
-        if not shop.app_key:
-            return self._send(503, b"The demo catalog is still loading; reload in a moment.", "text/plain")
-        if path in ("/", "/index.html"):
-            category = parse_qs(parts.query).get("category", [""])[0]
-            return self._send(200, render(shop, category=category).encode(), "text/html; charset=utf-8")
-        if path.startswith("/product/"):
-            product = shop.by_name().get(path[len("/product/"):])
-            if product is None:
-                return self._send(404, f"No product {html.escape(path)}".encode(), "text/plain")
-            return self._send(200, render(shop, product).encode(), "text/html; charset=utf-8")
-        return self._send(404, b"not found", "text/plain")
-
-    do_HEAD = do_GET  # noqa: N815
-
-
-class _ShopServer(ThreadingHTTPServer):
-    daemon_threads = True
-    shop: Storefront
-
-
-@contextmanager
-def serve_shop(shop: Storefront, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Run the merchant's site (images and storefront pages) in a thread; yields its URL."""
-    server = _ShopServer((host, port), _ShopHandler)
-    server.shop = shop
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name="demo-shop", daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 # --- the command -----------------------------------------------------------------------------
 def _start_magpie(data_dir: Path, host: str, port: int, password: str) -> subprocess.Popen:
     env = {**os.environ, "MAGPIE_DATA_DIR": str(data_dir), "MAGPIE_HOST": host, "MAGPIE_PORT": str(port),
@@ -330,6 +240,75 @@ def _demo_app(admin: Magpie, state: dict[str, Any], data_dir: Path) -> App:
     return app
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class DemoError(Exception):
+    """Why the demo cannot run, said plainly."""
+
+
+def _wait_for_stop(proc: subprocess.Popen) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.is_set() and proc.poll() is None:
+        stop.wait(0.5)
+
+
+def run_demo(data_dir: Path, limit: int | None, source: str, host: str, port: int, shop_port: int) -> None:
+    """Everything `magpie demo` does, until Ctrl-C or SIGTERM."""
+    from magpie_sdk import AuthenticationError, Magpie, MagpieError
+
+    for name, p in (("--port", port), ("--shop-port", shop_port)):
+        if not _port_free(host, p):
+            raise DemoError(f"{host}:{p} is in use; choose another with {name}.")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    state = _state(data_dir)
+    typer.echo("Preparing the catalog ...", err=True)
+    products, images, used = prepare_catalog(data_dir, limit, source)
+    typer.echo(f"{len(products)} products ({used})", err=True)
+    shop = Storefront(products, images)
+    magpie_url, log = f"http://{host}:{port}", data_dir / "server.log"
+    proc = _start_magpie(data_dir, host, port, state["password"])
+    try:
+        with serve_shop(shop, host, shop_port) as shop_url:
+            typer.echo(f"Starting Magpie on {magpie_url} (log: {log}) ...", err=True)
+            try:
+                _wait_healthy(magpie_url, proc, log)
+            except RuntimeError as exc:
+                raise DemoError(str(exc)) from None
+            try:
+                with Magpie(magpie_url) as admin:
+                    admin.admin.sign_in(DEMO_EMAIL, state["password"])
+                    app = _demo_app(admin, state, data_dir)
+                    with admin.admin.client_for(app) as client:
+                        result = load_catalog(client, products, shop_url)
+            except AuthenticationError:
+                raise DemoError(f"{data_dir} holds a Magpie whose owner is not the demo's (demo.json "
+                                "lost?); remove the folder or pick another --data-dir.") from None
+            except MagpieError as exc:
+                raise DemoError(f"loading the catalog failed: {exc}") from None
+            typer.echo(f"indexed {result.success_count}, failed {result.fail_count}", err=True)
+            for e in result.errors[:10]:
+                typer.echo(f"  {e.im_name}: {e.code} {e.message}", err=True)
+            shop.magpie_url, shop.app_key = magpie_url, app.app_key or ""
+            typer.echo(f"\nStorefront:  {shop_url}/\nDashboard:   {magpie_url}/dashboard  "
+                       f"({DEMO_EMAIL} / {state['password']})\nApp key:     {app.app_key} (search-only)\n"
+                       "Ctrl-C stops both servers.")
+            _wait_for_stop(proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def demo(
     limit: int = typer.Option(None, "--limit", help="Load only N products (default: the whole set, ~1,900 emoji)."),
     source: str = typer.Option("auto", "--source", help="twitter (npm emoji set), generated, or auto "
@@ -340,46 +319,14 @@ def demo(
     shop_port: int = typer.Option(8090, "--shop-port", help="The storefront's port."),
 ) -> None:
     """Start Magpie with a sample catalog and serve a storefront that embeds both widgets."""
-    from magpie_sdk import Magpie
-
     if source not in ("auto", "twitter", "generated"):
         raise typer.BadParameter("use twitter, generated or auto", param_hint="--source")
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    state = _state(data_dir)
-    typer.echo("Preparing the catalog ...", err=True)
-    products, images, used = prepare_catalog(data_dir, limit, source)
-    typer.echo(f"{len(products)} products ({used})", err=True)
-    shop = Storefront(products, images)
-    magpie_url = f"http://{host}:{port}"
-    proc = _start_magpie(data_dir, host, port, state["password"])
+    if limit is not None and limit < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--limit")
     try:
-        with serve_shop(shop, host, shop_port) as shop_url:
-            typer.echo(f"Starting Magpie on {magpie_url} (log: {data_dir / 'server.log'}) ...", err=True)
-            _wait_healthy(magpie_url, proc, data_dir / "server.log")
-            with Magpie(magpie_url) as admin:
-                admin.admin.sign_in(DEMO_EMAIL, state["password"])
-                app = _demo_app(admin, state, data_dir)
-                with admin.admin.client_for(app) as client:
-                    result = load_catalog(client, products, shop_url)
-            typer.echo(f"indexed {result.success_count}, failed {result.fail_count}", err=True)
-            for e in result.errors[:10]:
-                typer.echo(f"  {e.im_name}: {e.code} {e.message}", err=True)
-            shop.magpie_url, shop.app_key = magpie_url, app.app_key or ""
-            typer.echo(f"\nStorefront:  {shop_url}/\nDashboard:   {magpie_url}/dashboard  "
-                       f"({DEMO_EMAIL} / {state['password']})\nApp key:     {app.app_key} (search-only)\n"
-                       "Ctrl-C stops both servers.")
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            try:
-                while not stop.is_set() and proc.poll() is None:
-                    stop.wait(0.5)
-            except KeyboardInterrupt:
-                pass
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
+        run_demo(data_dir.resolve(), limit, source, host, port, shop_port)
+    except DemoError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)

@@ -3,6 +3,8 @@ emoji, or generated shapes where npm cannot fetch them), the storefront serves i
 product pages with both widgets embedded, and searching works with the search-only key."""
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -12,17 +14,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from magpie.demo import (
-    SCHEMA,
-    Storefront,
-    create_demo_app,
-    load_catalog,
-    prepare_catalog,
-    serve_shop,
-)
+from magpie.demo import SCHEMA, create_demo_app, load_catalog, prepare_catalog
+from magpie.demo_shop import Storefront, serve_shop
 from magpie_sdk import Magpie
 from tests.fixtures.browser import artifacts_dir, new_page
-from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD, free_port
 
 pytestmark = pytest.mark.e2e
 N = 40
@@ -98,6 +94,49 @@ def test_demo_command_help():
     done = subprocess.run([sys.executable, "-m", "magpie.cli.main", "demo", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--limit" in done.stdout and "storefront" in done.stdout
+
+
+def _run_demo(data_dir, port: int, shop_port: int, model_cache) -> tuple[str, str]:
+    """Run `magpie demo` until it prints its URLs, then stop it with SIGTERM; (stdout, stderr)."""
+    env = {**os.environ, "MAGPIE_MODEL_CACHE_DIR": str(model_cache)}
+    proc = subprocess.Popen([sys.executable, "-m", "magpie.cli.main", "demo", "--limit", "8",
+                             "--source", "generated", "--data-dir", str(data_dir), "--port", str(port),
+                             "--shop-port", str(shop_port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out = ""
+    try:
+        deadline = time.monotonic() + 180
+        while "Ctrl-C" not in out and time.monotonic() < deadline and proc.poll() is None:
+            out += proc.stdout.readline()
+        assert "Ctrl-C" in out, (out, proc.poll())
+        page = httpx.get(f"http://127.0.0.1:{shop_port}/")
+        assert page.status_code == 200 and page.text.count('class="card"') == 8
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+    finally:
+        proc.terminate()
+        rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    with pytest.raises(httpx.TransportError):  # Magpie stopped with the demo
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    return out + rest, err
+
+
+def test_demo_command_end_to_end_and_again(tmp_path, model_cache):
+    port, shop_port = free_port(), free_port()
+    out, err = _run_demo(tmp_path / "demo", port, shop_port, model_cache)
+    assert "indexed 8, failed 0" in err and "indexing" in err  # the SDK's progress bar
+    assert f"Storefront:  http://127.0.0.1:{shop_port}/" in out
+    key = out.split("App key:")[1].split()[0]
+    # A second run reuses the application and its keys.
+    again, err2 = _run_demo(tmp_path / "demo", port, shop_port, model_cache)
+    assert again.split("App key:")[1].split()[0] == key and "indexed 8, failed 0" in err2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        busy = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "magpie.cli.main", "demo", "--data-dir",
+                               str(tmp_path / "other"), "--port", str(busy)],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"127.0.0.1:{busy} is in use" in done.stderr
 
 
 def test_widgets_render_results_in_the_storefront(server, shop, chromium):
