@@ -2,9 +2,12 @@
 search-by-image widget uploads a real image, pages, searches by URL and filters; the similar
 carousel fills in; a click carries the reqid to the product page, whose add-to-cart and
 transaction are attributed; every view and click the widgets recorded is in the report."""
+import base64
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,7 +16,7 @@ import pytest
 
 from tests.e2e.js.shop import ITEMS, brand_of, load_shop, report
 from tests.fixtures.browser import artifacts_dir, new_page
-from tests.fixtures.catalog import serve_files
+from tests.fixtures.catalog import encode, scene, serve_files
 
 pytestmark = pytest.mark.e2e
 SCRIPT = "/widgets/v1/magpie-widgets.js"
@@ -29,7 +32,8 @@ RECORDER = """<script>for (const kind of ['view', 'click']) document.addEventLis
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Test shop</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:sans-serif;margin:16px}} #sbi{{--magpie-accent:#0a7d4f;--magpie-radius:4px}}</style>
+<style>body{{font-family:sans-serif;margin:16px}} #sbi{{--magpie-accent:#0a7d4f;--magpie-radius:4px}}
+  #similar{{max-width:560px}}</style>
 <script src="{host}/widgets/v1/magpie-widgets.js" defer></script>{recorder}</head><body>
 <h1>Test shop</h1>
 <div id="sbi" data-magpie-widget="search-by-image" data-app-key="{key}" data-host="{host}"
@@ -111,6 +115,24 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(artifacts_dir() / f"widgets-{name}.png"), full_page=True)
 
 
+@lru_cache(maxsize=1)
+def big_photo() -> bytes:
+    """Item s5's picture at 2400 px wide: a phone photo's size."""
+    return encode(scene(5).resize((2400, 2057)))
+
+
+def drop(page, selector: str, data: bytes, name: str, mime: str) -> None:
+    """Drop a file on an element, as a shopper dragging it from their desktop does."""
+    page.evaluate("""([selector, b64, name, mime]) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], name, {type: mime}));
+        const target = document.querySelector(selector);
+        target.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));
+        target.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""", [selector, base64.b64encode(data).decode(), name, mime])
+
+
 def names(page, selector: str) -> list[str]:
     """The im_names of the cards under `selector`, in order."""
     return page.eval_on_selector_all(f"{selector} .magpie-card", "els => els.map(e => e.dataset.imName)")
@@ -181,14 +203,17 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         # Chromium does not hand multipart bodies with files to Playwright: the page notes the
         # form fields of each upload search itself.
         page.add_init_script("""window.uploads = []; const original = window.fetch;
-            window.fetch = (url, init) => { if (String(url).includes('/uploadsearch'))
-                window.uploads.push([...init.body.keys()]); return original(url, init); };""")
+            window.fetch = (url, init) => { if (String(url).includes('/uploadsearch')) {
+                const image = init.body.get('image');
+                window.uploads.push({keys: [...init.body.keys()], type: image && image.type,
+                                     size: image && image.size}); }
+                return original(url, init); };""")
         page.goto("/index.html")
 
         # The carousel (data-host left out: the script's origin) fills in without the item itself.
         similar = wait_results(page, "similar", 1)
         carousel = names(page, "#similar")
-        assert similar["count"] == len(carousel) > 4 and "s2" not in carousel
+        assert similar["count"] == len(carousel) >= 4 and "s2" not in carousel
         viewed = page.locator("#similar .magpie-card[data-magpie-viewed]")
         first_views = viewed.count()
         assert 0 < first_views < len(carousel)  # cards scrolled out of sight are not views
@@ -213,19 +238,40 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         second = wait_results(page, "sbi", 2)
         assert second["page"] == 2 and not set(names(page, "#sbi")) & set(page1)
         uploads = page.evaluate("window.uploads")
-        assert "image" in uploads[0] and "im_id" in uploads[1] and "image" not in uploads[1]
+        assert "image" in uploads[0]["keys"] and uploads[0]["size"] == query.stat().st_size
+        assert "im_id" in uploads[1]["keys"] and "image" not in uploads[1]["keys"]
 
-        # Search by an image URL typed into the widget.
+        # Search by an image URL typed into the widget, and one that is no image: the reason shows.
         page.fill("#sbi input[type=url]", f"{files}/s6.png")
         page.press("#sbi input[type=url]", "Enter")
         wait_results(page, "sbi", 3)
         assert names(page, "#sbi")[0] == "s6"
+        page.fill("#sbi input[type=url]", f"{files}/missing.png")
+        page.press("#sbi input[type=url]", "Enter")
+        page.wait_for_selector("#sbi[data-magpie-state=error]")
+        assert "im_url answered HTTP 404" in page.inner_text("#sbi .magpie-status.magpie-error")
+
+        # Drag and drop a big photo: the widget sends it scaled down to 1024 px as a JPEG.
+        drop(page, "#sbi .magpie-drop", big_photo(), "photo.png", "image/png")
+        wait_results(page, "sbi", 4)
+        assert names(page, "#sbi")[0] == "s5"
+        shrunk = page.evaluate("window.uploads")[-1]
+        assert shrunk["type"] == "image/jpeg" and shrunk["size"] < len(big_photo()) // 4
+        drop(page, "#sbi .magpie-drop", b"just text", "notes.txt", "text/plain")
+        assert page.inner_text("#sbi .magpie-status") == "Please choose an image file."
+
+        # Paste an image link anywhere in the widget.
+        page.evaluate("""url => { const dt = new DataTransfer(); dt.setData('text/plain', url);
+            document.querySelector('#sbi .magpie-sbi').dispatchEvent(
+                new ClipboardEvent('paste', {clipboardData: dt, bubbles: true})); }""", f"{files}/s7.png")
+        wait_results(page, "sbi", 5)
+        assert names(page, "#sbi")[0] == "s7"
 
         # Filter by a brand from the facets: every card is of that brand; back to page 1.
         options = page.eval_on_selector_all("#sbi select[data-field=brand] option", "os => os.map(o => o.value)")
         assert set(options) == {""} | {it["brand"] for it in ITEMS}
         page.select_option("#sbi select[data-field=brand]", "Nike")
-        filtered = wait_results(page, "sbi", 4)
+        filtered = wait_results(page, "sbi", 6)
         nikes = sum(it["brand"] == "Nike" for it in ITEMS)
         assert filtered["total"] == nikes and filtered["page"] == 1
         assert {brand_of(n) for n in names(page, "#sbi")} == {"Nike"}
@@ -271,3 +317,24 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
     # Attribution: the click, the add to cart and the sale all count for the upload search.
     upload = report(server.url, shop, lambda b: True, solution="uploadsearch")["totals"]
     assert (upload["clicked_searches"], upload["carted_searches"], upload["converted_searches"]) == (1, 1, 1)
+
+
+def test_a_catalog_value_never_becomes_a_script_link(chromium, server, shop):
+    key, auth = shop["app_key"], (shop["access_key"], shop["secret_key"])
+    target = httpx.get(f"{server.url}/recommendation",
+                       params={"access_key": key, "im_name": "s2"}).json()["result"][0]["im_name"]
+    trans = httpx.post(f"{server.url}/insert", auth=auth, data={
+        "im_name[0]": target, "product_url[0]": "javascript:alert(document.domain)"}).json()["trans_id"]
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{server.url}/insert/status/{trans}", auth=auth).json()["result"][0][
+            "processed_percent"] < 100 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with merchant_site(server.url, key) as site:
+        page = new_page(chromium, site)
+        page.goto("/index.html")
+        page.wait_for_selector("#similar[data-magpie-state=ready]")
+        card = page.locator(f'#similar .magpie-card[data-im-name="{target}"]')
+        assert card.locator("button").count() == 1 and card.locator("a").count() == 0
+        others = page.eval_on_selector_all("#similar .magpie-card a", "as => as.map(a => a.href)")
+        assert others and all(h.startswith(f"{site}/product.html?sku=") for h in others)
+        page.context.close()

@@ -93,24 +93,27 @@ def _asset(text: str) -> Asset:
 _EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?function\b|class\b|const\b|let\b)", re.M)
 
 
-def bundle(sdk_source: str, widgets_source: str, css: str) -> str:
+def bundle(sdk_source: str, css: str, *widget_sources: str) -> str:
     """The classic widget script: the SDK module with its `export` keywords dropped, the
-    widgets' CSS as a string, then the widgets, in one strict-mode closure (one request,
-    nothing leaks into the page's globals)."""
+    widgets' CSS as a string, then the widget sources, in one strict-mode closure (one
+    request, nothing leaks into the page's globals)."""
     if re.search(r"^\s*(?:import\b|export\s+(?:default|\{|\*))", sdk_source, re.M):
         raise ValueError("the SDK must export only declarations to be bundled")
     return ("/* Magpie widgets: the JavaScript SDK and the widgets. */\n(function () {\n'use strict';\n"
             + _EXPORT.sub("", sdk_source) + f"\nconst WIDGETS_CSS = {json.dumps(css)};\n"
-            + widgets_source + "\n})();\n")
+            + "\n".join(widget_sources) + "\n})();\n")
 
 
 @lru_cache(maxsize=1)
 def assets() -> dict[str, Asset]:
     """The served files by name, read once from sdk/js."""
-    sdk = (SDK_DIR / "magpie-sdk.js").read_text(encoding="utf-8")
-    widgets = (SDK_DIR / "widgets.js").read_text(encoding="utf-8")
-    css = (SDK_DIR / "widgets.css").read_text(encoding="utf-8")
-    return {"magpie-sdk.js": _asset(sdk), "magpie-widgets.js": _asset(bundle(sdk, widgets, css))}
+    sdk = _read("magpie-sdk.js")
+    widgets = bundle(sdk, _read("widgets.css"), _read("widget-parts.js"), _read("widgets.js"))
+    return {"magpie-sdk.js": _asset(sdk), "magpie-widgets.js": _asset(widgets)}
+
+
+def _read(name: str) -> str:
+    return (SDK_DIR / name).read_text(encoding="utf-8")
 
 
 def serve_asset(request: Request, name: str) -> Response:
