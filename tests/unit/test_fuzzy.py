@@ -104,3 +104,10 @@ def _osa(a: str, b: str) -> int:
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
     return d[len(a)][len(b)]
+
+
+def test_near_answers_a_repeated_word_from_its_cache_unchanged_by_callers():
+    vocabulary = Vocabulary.of(["leather jacket"])
+    first = vocabulary.near("lether")
+    first.append("tampered")
+    assert vocabulary.near("lether") == ["leather"]
