@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from magpie_sdk.types import (
     App,
@@ -161,12 +161,14 @@ def search_params(options: SearchOptions, uid: str | None = None,
         if value is None:
             continue
         if key == "fl":
-            pairs += [("fl", f) for f in value]  # type: ignore[union-attr]
+            pairs += [("fl", str(f)) for f in cast("list[str]", value)]
         elif key == "fq":
-            fq = value.items() if isinstance(value, Mapping) else (v.split(":", 1) for v in value)  # type: ignore[union-attr]
-            pairs += [("fq", f"{k}:{v}") for k, v in fq]
+            fq = cast("Mapping[str, str] | list[str]", value)
+            conditions = fq.items() if isinstance(fq, Mapping) else (v.split(":", 1) for v in fq)
+            pairs += [("fq", f"{k}:{v}") for k, v in conditions]
         elif key == "facets":
-            pairs.append(("facets", value if isinstance(value, str) else ",".join(value)))  # type: ignore[arg-type]
+            facets = cast("str | list[str]", value)
+            pairs.append(("facets", facets if isinstance(facets, str) else ",".join(facets)))
         else:
             pairs.append((key, _text(value)))
     pairs += [(k, v) for k, v in (("va_uid", uid), ("va_sid", sid)) if v]

@@ -166,7 +166,8 @@ def run_sync(client: Magpie, rows: Iterable[Mapping[str, Any]], opts: Options, p
 
 def wait_sync(client: Magpie, trans_ids: list[int], timeout: float, poll: float) -> list[TransactionStatus]:
     """Poll until every transaction is done; each final status with all its errors."""
-    deadline, final = time.monotonic() + timeout, {}
+    deadline = time.monotonic() + timeout
+    final: dict[int, TransactionStatus] = {}
     while len(final) < len(trans_ids):
         for tid in trans_ids:
             if tid not in final and (st := client.insert_status(tid, 1, ERROR_PAGE)).done:
@@ -236,7 +237,8 @@ async def _all_errors_async(client: AsyncMagpie, st: TransactionStatus) -> Trans
 async def wait_async(client: AsyncMagpie, trans_ids: list[int], timeout: float,
                      poll: float) -> list[TransactionStatus]:
     """The async twin of wait_sync."""
-    deadline, final = time.monotonic() + timeout, {}
+    deadline = time.monotonic() + timeout
+    final: dict[int, TransactionStatus] = {}
     while len(final) < len(trans_ids):
         for tid in trans_ids:
             if tid not in final and (st := await client.insert_status(tid, 1, ERROR_PAGE)).done:

@@ -1,6 +1,7 @@
 """Typed results. Each keeps the decoded answer in `raw`, for fields the SDK does not model."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypedDict
@@ -152,7 +153,7 @@ class SearchResult:
     reqid: str | None
     raw: dict[str, Any] = field(repr=False)
 
-    def __iter__(self):  # noqa: ANN204 - an iterator of hits
+    def __iter__(self) -> Iterator[Hit]:
         return iter(self.hits)
 
     def __len__(self) -> int:
