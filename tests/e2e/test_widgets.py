@@ -230,6 +230,9 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         page.wait_for_function("Array.from(document.querySelectorAll('#sbi img'))"
                                ".every(i => i.complete && i.naturalWidth > 0)")
         assert all(page.eval_on_selector_all("#sbi img", "els => els.map(e => e.alt)"))
+        # Themed by the page's CSS variable (--magpie-accent: #0a7d4f on #sbi).
+        assert page.eval_on_selector("#sbi .magpie-upload", "b => getComputedStyle(b).backgroundColor") \
+            == "rgb(10, 125, 79)"
         shot(page, "search")
 
         # Page 2 asks by im_id: the image is not uploaded again.
@@ -303,6 +306,8 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         shot(page, "mobile")
         page.goto("/done.html")  # pagehide: whatever is still queued goes by sendBeacon
         recorded = page.evaluate("JSON.parse(sessionStorage.getItem('recorded'))")
+        # The SDK alone, imported as an ES module across origins (CORS allows it).
+        assert page.evaluate(f"import('{server.url}/widgets/v1/magpie-sdk.js').then(m => m.VERSION)") == "0.1.0"
         page.context.close()
 
     views = {(e["queryId"], e["pid"]) for e in recorded if e["kind"] == "view"}
