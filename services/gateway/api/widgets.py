@@ -31,12 +31,13 @@ router = APIRouter(prefix=PREFIX, tags=["widgets"])
 # Routes a storefront calls from the shopper's browser with a search-only app key.
 CORS_PATHS = ("/search", "/uploadsearch", "/recommendation", "/recommendations", "/colorsearch",
               "/v3/", "/__aq.gif", f"{PREFIX}/")
-# No Authorization: the secret key must never travel from a browser, so a cross-origin page
-# cannot even ask to send one. X-Requested-With: the official ViSearch JS SDK sends it.
+# X-Log-ID is the reqid of an answer that has none in its body (the official SDK reads it).
 CORS_HEADERS = {
     b"access-control-allow-origin": b"*",
     b"access-control-expose-headers": b"X-Log-ID, X-Tracking, X-Tracking-Error",
 }
+# No Authorization: the secret key must never travel from a browser, so a cross-origin page
+# cannot even ask to send one. X-Requested-With: the official ViSearch JS SDK sends it.
 PREFLIGHT_HEADERS = {
     **CORS_HEADERS,
     b"access-control-allow-methods": b"GET, POST, OPTIONS",
