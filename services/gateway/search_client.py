@@ -1,6 +1,6 @@
 """The VectorIndex port over HTTP: the distributed gateway's view of the search service.
 
-The read side only (get, search, count, facet, value_range), which is all the query path,
+The read side only (get, search, count, facet, value_range, scroll), which is all the query path,
 the data routes and the dashboard ask; writes belong to the search service's consumers and
 raise here. One pooled HTTP/1.1 client per process; a search service that is down or slow
 becomes `Unavailable` (the public API's "system busy").
@@ -15,7 +15,7 @@ import httpx
 from magpie.common.errors import Unavailable
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import Filter
-from magpie.common.ports.index import FacetCount, Hit, IndexPoint
+from magpie.common.ports.index import FacetCount, Hit, IndexPoint, ScrollPage
 from magpie.search import wire
 
 
@@ -80,6 +80,15 @@ class SearchServiceIndex:
         body = {"key": key, "filter": wire.filter_out(filter), "exclude": list(exclude)}
         span = (await self._call(app_id, "value_range", body))["range"]
         return None if span is None else (span[0], span[1])
+
+    async def scroll(self, app_id: str, *, limit: int = 256, offset: str | None = None,
+                     filter: Filter = (), fields: Sequence[str] | None = None,
+                     with_vectors: bool = False) -> ScrollPage:
+        """One page of every point under the filter."""
+        body = {"limit": limit, "offset": offset, "filter": wire.filter_out(filter),
+                "fields": None if fields is None else list(fields), "with_vectors": with_vectors}
+        page = await self._call(app_id, "scroll", body)
+        return ScrollPage([wire.point_in(p) for p in page["points"]], page["next_offset"])
 
     # --- writes belong to the search service -------------------------------------------
     async def ensure_collection(self, app_id: str, dim: int, fields: Sequence[FieldSpec]) -> None:

@@ -46,6 +46,14 @@ class RangeBody(Scope):
     key: str
 
 
+class ScrollBody(BaseModel):
+    limit: int = Field(256, ge=1, le=10_000)
+    offset: str | None = None
+    filter: list[dict[str, Any]] = []
+    fields: list[str] | None = None
+    with_vectors: bool = False
+
+
 def _index(request: Request) -> VectorIndex:
     return request.app.state.service.index
 
@@ -86,3 +94,12 @@ async def value_range(collection: str, body: RangeBody, request: Request) -> dic
     span = await _index(request).value_range(collection, body.key, wire.filter_in(body.filter),
                                              body.exclude)
     return {"range": None if span is None else list(span)}
+
+
+@router.post("/{collection}/scroll")
+async def scroll(collection: str, body: ScrollBody, request: Request) -> dict[str, Any]:
+    """One page of every point under the filter, and the cursor of the next."""
+    page = await _index(request).scroll(collection, limit=body.limit, offset=body.offset,
+                                        filter=wire.filter_in(body.filter), fields=body.fields,
+                                        with_vectors=body.with_vectors)
+    return {"points": [wire.point_out(p) for p in page.points], "next_offset": page.next_offset}

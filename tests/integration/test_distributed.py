@@ -61,7 +61,8 @@ def shop(stack) -> dict:
     assert app.status_code == 201, app.text
     body = app.json()
     r = httpx.put(f"{stack.url}/admin/v1/apps/{body['app_id']}/schema", headers=headers,
-                  json={"fields": [{"name": "brand", "type": "string", "searchable": True}]})
+                  json={"fields": [{"name": "brand", "type": "string", "searchable": True},
+                                   {"name": "title", "type": "text", "searchable": True}]})
     assert r.status_code == 200, r.text
     return {**body, "auth": (body["access_key"], body["secret_key"])}
 
@@ -73,6 +74,7 @@ def insert(stack: Stack, shop: dict, images: str, ids: range) -> int:
         form[f"im_name[{n}]"] = f"p{i}"
         form[f"im_url[{n}]"] = f"{images}/p{i}.png"
         form[f"brand[{n}]"] = ["acme", "zenith"][i % 2]
+        form[f"title[{n}]"] = ["red running shoe", "blue wool jacket", "leather cap"][i % 3]
     r = httpx.post(f"{stack.url}/insert", data=form, auth=shop["auth"], timeout=30).json()
     assert r["status"] == "OK", r
     return r["trans_id"]
@@ -140,6 +142,11 @@ def test_insert_search_track_and_report_end_to_end(stack, shop, images):
     assert all(int(n[1:]) % 2 == 1 for n in names)  # the filter held: zenith is odd
     assert found["total"] == 7  # 8 zenith items less the query item
     assert found["facets"][0]["items"] == [{"value": "zenith", "count": 8}]
+    # A text filter reads the field's vocabulary by scrolling the index, over HTTP too.
+    jackets = httpx.get(f"{stack.url}/search", params={"im_name": "p3", "limit": 20,
+                                                       "fq": "title:jacket"}, auth=auth).json()
+    assert jackets["status"] == "OK", jackets
+    assert sorted(int(r["im_name"][1:]) for r in jackets["result"]) == [1, 4, 7, 10, 13]
 
     upload = httpx.post(f"{stack.url}/uploadsearch", files={"image": ("q.png", IMAGES["p5.png"])},
                         data={"limit": "3", "score": "true"}, auth=auth).json()
@@ -161,10 +168,10 @@ def test_insert_search_track_and_report_end_to_end(stack, shop, images):
     while True:  # served searches and events travel over Kafka to the analytics service
         report = httpx.get(f"{stack.url}/v1/analytics/report", auth=auth).json()
         t = report["totals"]
-        if (t["searches"] >= 3 and t["clicks"] >= 1) or time.monotonic() > deadline:
+        if (t["searches"] >= 4 and t["clicks"] >= 1) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert (t["searches"], t["clicks"], t["clicked_searches"]) == (3, 1, 1), report
+    assert (t["searches"], t["clicks"], t["clicked_searches"]) == (4, 1, 1), report
     assert report["click_rank"] == 2.0
     with httpx.stream("GET", f"{stack.url}/v1/analytics/events.csv", auth=auth) as resp:
         lines = b"".join(resp.iter_bytes()).decode().splitlines()
