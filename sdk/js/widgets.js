@@ -13,7 +13,8 @@ function mountSearchByImage(el) {
   const cfg = settingsOf(el, 12);
   const id = `magpie-${++uniqueId}`;
   const views = viewTracker(client);
-  const state = { image: null, imUrl: '', imId: '', page: 1, filters: {}, facets: [], total: 0, busy: false };
+  const state = { image: null, imUrl: '', imId: '', page: 1, filters: {}, facets: [], total: 0, busy: false,
+    seq: 0 };
 
   const file = h('input', { type: 'file', accept: 'image/*', class: 'magpie-sr', tabindex: '-1',
     'aria-hidden': 'true', id: `${id}-file` });
@@ -97,6 +98,7 @@ function mountSearchByImage(el) {
   }
 
   async function run(fresh) {
+    const seq = ++state.seq;
     state.busy = true;
     setState(el, 'loading');
     status.classList.remove('magpie-error');
@@ -111,12 +113,14 @@ function mountSearchByImage(el) {
     try {
       resp = await client.uploadSearch(params);
     } catch (err) {
+      if (seq !== state.seq) return null; // a newer search has started: its answer counts
       state.busy = false;
       // The query image is kept two days: past that, search again from the image itself.
       if (state.imId && (state.image || state.imUrl)) { state.imId = ''; return run(fresh); }
       setState(el, 'error');
       return fail(`Could not search: ${err.message}`);
     }
+    if (seq !== state.seq) return null;
     state.busy = false;
     state.imId = resp.im_id || state.imId;
     state.total = resp.total;

@@ -221,6 +221,9 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         page.click("#similar .magpie-next")
         page.wait_for_function(f"document.querySelectorAll('#similar [data-magpie-viewed]').length > {first_views}")
 
+        # Before a search: no filters, no pager.
+        assert not page.is_visible("#sbi .magpie-pager") and not page.is_visible("#sbi .magpie-filters")
+
         # Upload a real image: the item it shows comes first.
         page.set_input_files("#sbi input[type=file]", str(query))
         first = wait_results(page, "sbi", 1)
@@ -278,6 +281,7 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         nikes = sum(it["brand"] == "Nike" for it in ITEMS)
         assert filtered["total"] == nikes and filtered["page"] == 1
         assert {brand_of(n) for n in names(page, "#sbi")} == {"Nike"}
+        assert nikes <= 4 and not page.is_visible("#sbi .magpie-pager")  # one page: no pager
         shot(page, "filter")
 
         # Keyboard: the upload button and the cards are reachable and labelled.
