@@ -301,6 +301,12 @@ async def _scrolls(index: VectorIndex, oracle: Oracle) -> list[Any]:
     head = await index.scroll(A, limit=5)
     resumed = await index.scroll(A, limit=5, offset=head.next_offset)
     assert [p.im_name for p in head.points + resumed.points] == names[:10]
+    kept = await index.get(A, names[5])
+    assert kept is not None
+    await index.delete(A, [names[5]])
+    resumed = await index.scroll(A, limit=5, offset=head.next_offset)
+    assert [p.im_name for p in resumed.points] == names[6:11]
+    await index.upsert(A, [kept])
     assert (await index.scroll(A, limit=0)).points == []
     assert await index.scroll("never-created", limit=5) == ([], None)
     with pytest.raises(InvalidRequest):
