@@ -153,6 +153,9 @@ def test_widget_files_are_served_with_types_caching_and_cors(server, shop):
         assert r.headers["cache-control"].startswith("public, max-age=300")
         again = httpx.get(f"{server.url}/widgets/v1/{name}", headers={"If-None-Match": r.headers["etag"]})
         assert again.status_code == 304 and again.content == b""
+        plain = httpx.get(f"{server.url}/widgets/v1/{name}", headers={"Accept-Encoding": "identity"})
+        assert r.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
+        assert r.content == plain.content and int(r.headers["content-length"]) < len(plain.content) / 2
     sdk = httpx.get(f"{server.url}/widgets/v1/magpie-sdk.js").text
     assert "export class MagpieClient" in sdk
     bundle = httpx.get(f"{server.url}{SCRIPT}").text

@@ -6,6 +6,7 @@ tracking routes. The sources live in `sdk/js/`, read on first request (never at 
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
@@ -80,15 +81,17 @@ class PublicCors:
 
 @dataclass(frozen=True)
 class Asset:
-    """A served file: its bytes and their ETag."""
+    """A served file: its bytes, gzipped once, and their ETag."""
 
     body: bytes
+    gzipped: bytes
     etag: str
 
 
 def _asset(text: str) -> Asset:
     body = text.encode()
-    return Asset(body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
+    # mtime=0: the same bytes on every gateway, so caches and ETags agree.
+    return Asset(body, gzip.compress(body, 9, mtime=0), '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
 
 
 _EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?function\b|class\b|const\b|let\b)", re.M)
@@ -120,11 +123,13 @@ def _read(name: str) -> str:
 def serve_asset(request: Request, name: str) -> Response:
     """The asset, or 304 when the browser's copy is current."""
     asset = assets()[name]
-    headers = {"ETag": asset.etag, "Cache-Control": CACHE_CONTROL,
+    headers = {"ETag": asset.etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding",
                # Loadable by <script> (and import()) from any storefront.
                "Cross-Origin-Resource-Policy": "cross-origin", "X-Content-Type-Options": "nosniff"}
     if asset.etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(asset.gzipped, media_type=JS_TYPE, headers={**headers, "Content-Encoding": "gzip"})
     return Response(asset.body, media_type=JS_TYPE, headers=headers)
 
 
