@@ -271,3 +271,13 @@ async def test_async_client_retries_and_parses():
                            transport=httpx.MockTransport(handler)) as c:
         result = await c.recommendation("a", limit=2)
     assert result.im_names == ["a"] and len(calls) == 2 and calls[0].url.path == "/recommendation"
+
+
+def test_cli_says_what_is_missing(capsys, monkeypatch):
+    from magpie_sdk.cli import main
+    monkeypatch.delenv("MAGPIE_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("MAGPIE_SECRET_KEY", raising=False)
+    assert main(["upload", "csv", "catalog.csv"]) == 2
+    assert "--access-key and --secret-key" in capsys.readouterr().err
+    assert main(["upload", "folder", "images", "--access-key", "a", "--secret-key", "b"]) == 2
+    assert "--base-url" in capsys.readouterr().err
