@@ -18,6 +18,13 @@ from magpie_sdk.client import Magpie
 from magpie_sdk.errors import MagpieError
 
 
+def _field(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name, value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="magpie-sdk", description="Magpie Python SDK tools.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -25,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("source", choices=["csv", "folder"], help="What PATH is.")
     up.add_argument("path", type=Path)
     up.add_argument("--base-url", help="folder: the URL under which a web server serves PATH.")
-    up.add_argument("--field", action="append", default=[], metavar="NAME=VALUE",
+    up.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", type=_field,
                     help="folder: a field value given to every item (repeatable).")
     up.add_argument("--host", default=os.environ.get("MAGPIE_URL", "http://127.0.0.1:8080"))
     up.add_argument("--access-key", default=os.environ.get("MAGPIE_ACCESS_KEY"))
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.base_url:
                     print("error: folder uploads need --base-url", file=sys.stderr)
                     return 2
-                fields = dict(f.split("=", 1) for f in args.field)
+                fields = dict(args.field)
                 result = client.upload_folder(args.path, args.base_url, fields=fields, **kw)
     except (MagpieError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
