@@ -315,12 +315,16 @@ def test_widget_snippet_pasted_into_a_merchant_page_shows_similar_products(page,
     sdk = first.locator("h3:has-text('JavaScript SDK') + .copyable pre").inner_text()
     assert f"appKey: '{shop['app_key']}'" in sdk and f"{host}/widgets/v1/magpie-sdk.js" in sdk
     # The snippet as a merchant pastes it, on a page of another origin, for an indexed product.
+    pasted = (snippet + sdk).replace("red-dress-1", "widget-0")
     html = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Merchant</title></head>"
-            f"<body><h1>Merchant</h1>{snippet.replace('red-dress-1', 'widget-0')}</body></html>").encode()
+            f"<body><h1>Merchant</h1>{pasted}</body></html>").encode()
     with _static_site(html) as merchant:
         shopper = page.context.new_page()
         try:
-            shopper.goto(merchant)
+            with shopper.expect_console_message(lambda m: m.text.startswith("magpie ")) as logged:
+                shopper.goto(merchant)
+            _, reqid, found = logged.value.text.split(" ")
+            assert reqid and found and "widget-0" not in found.split(",")  # never the item itself
             shopper.wait_for_selector("[data-magpie-widget=similar][data-magpie-state=ready]")
             cards = shopper.eval_on_selector_all("[data-magpie-widget=similar] .magpie-card",
                                                  "els => els.map(e => e.dataset.imName)")

@@ -46,10 +46,12 @@ def snippets(host: str, key: KeyOut | None, secret: str | None = None) -> dict[s
             "  .then(r => r.json()).then(body => console.log(body.reqid, body.result));"),
         "Web widgets (app key)": widget_snippet(host, app_key),
         "JavaScript SDK, ES module (app key)": (
-            f"import {{ MagpieClient }} from '{host}/widgets/v1/magpie-sdk.js';\n\n"
-            f"const magpie = new MagpieClient({{ appKey: '{app_key}', host: '{host}' }});\n"
-            "const found = await magpie.search('red-dress-1', { limit: 12, fl: ['price'] });\n"
-            "console.log(found.reqid, found.result);"),
+            '<script type="module">\n'
+            f"  import {{ MagpieClient }} from '{host}/widgets/v1/magpie-sdk.js';\n\n"
+            f"  const magpie = new MagpieClient({{ appKey: '{app_key}', host: '{host}' }});\n"
+            "  const found = await magpie.search('red-dress-1', { limit: 12, fl: ['price'] });\n"
+            "  console.log('magpie', found.reqid, found.result.map((r) => r.im_name).join(','));\n"
+            "</script>"),
         "Tracking pixel (app key)": (
             f'<img alt="" width="1" height="1" src="{host}/v3/__va.gif?code={app_key}'
             '&action=product_click&queryId=REQID&pid=red-dress-1&pos=1">'),
