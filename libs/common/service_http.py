@@ -9,19 +9,20 @@ every adapter closes. Imported only by `magpie run`.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from magpie.common.errors import InvalidRequest, MagpieError
+from magpie.common.errors import InvalidCredentials, InvalidRequest, MagpieError
 from magpie.common.service_runtime import Service
 from magpie.common.settings import Settings
 
@@ -49,9 +50,23 @@ def service_app(name: str, settings: Settings, open_service: OpenService,
     app = FastAPI(title=f"Magpie {name}", version="0.1.0", lifespan=lifespan)
     _install_errors(app)
     _ops_routes(app)
+    guard = [Depends(internal_auth(settings.internal_token.get_secret_value()))] \
+        if settings.internal_token else []
     for router in routers or ():
-        app.include_router(router)
+        app.include_router(router, dependencies=guard)
     return app
+
+
+def internal_auth(token: str) -> Callable[[Request], None]:
+    """A dependency that lets through only requests bearing the shared internal token."""
+    expected = f"Bearer {token}".encode()
+
+    def check(request: Request) -> None:
+        presented = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(presented, expected):
+            raise InvalidCredentials("The internal API wants the shared MAGPIE_INTERNAL_TOKEN.")
+
+    return check
 
 
 def _ops_routes(app: FastAPI) -> None:

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # `direct`: it reads the ClickHouse server itself (needs MAGPIE_ANALYTICS=clickhouse).
     gateway_analytics: Literal["service", "direct"] = "service"
     internal_timeout_s: float = Field(10.0, gt=0)
+    # When set, the internal APIs of search and analytics want `Authorization: Bearer <it>`.
+    internal_token: SecretStr | None = None
 
     # S3 / MinIO.
     s3_endpoint: str = "127.0.0.1:9000"

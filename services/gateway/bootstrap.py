@@ -107,10 +107,12 @@ def query_side(settings: Settings) -> tuple[VectorIndex, AnalyticsStore]:
     from magpie.gateway.analytics_client import AnalyticsServiceClient
     from magpie.gateway.search_client import SearchServiceIndex
 
-    index = SearchServiceIndex(settings.search_url, timeout_s=settings.internal_timeout_s)
+    token = settings.internal_token.get_secret_value() if settings.internal_token else None
+    index = SearchServiceIndex(settings.search_url, timeout_s=settings.internal_timeout_s, token=token)
     if settings.gateway_analytics == "direct":
         return index, build_analytics_store(settings)
-    return index, AnalyticsServiceClient(settings.analytics_url, timeout_s=settings.internal_timeout_s)
+    return index, AnalyticsServiceClient(settings.analytics_url, timeout_s=settings.internal_timeout_s,
+                                         token=token)
 
 
 async def open_control_plane(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker]:

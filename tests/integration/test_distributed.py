@@ -112,6 +112,12 @@ def test_every_service_is_ready_and_the_embedding_workers_split_the_partitions(s
         assert body["status"] == "ok", (key, body)
     gateway = httpx.get(f"{stack.url}/ready").json()["checks"]
     assert gateway["search"] == gateway["analytics"] == "ok"
+    # The internal APIs answer only the bearer of the shared token (the gateway has it).
+    probe = f"{stack.procs['search'].url}/internal/v1/index/x/count"
+    refused = httpx.post(probe, json={})
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "InvalidCredentials"
+    allowed = httpx.post(probe, json={}, headers={"Authorization": f"Bearer {stack.internal_token}"})
+    assert allowed.status_code == 200 and allowed.json() == {"count": 0}
     deadline = time.monotonic() + 30
     while True:  # the group settles a little after both members are ready
         held = [set(httpx.get(f"{stack.procs[k].url}/ready").json()["partitions"]
