@@ -97,3 +97,18 @@ def test_tracking_batch_reaches_the_report_with_uid_and_sid(run, server, shop):
     rows = list(csv.DictReader(io.StringIO(events)))
     assert len(rows) == 9  # 6 + the 3 search events of the batching client
     assert {(r["uid"], r["sid"]) for r in rows} == {(run["uid"], run["sid"])}
+
+
+def test_the_package_exports_the_sdk_by_its_name():
+    exe = node()
+    if exe is None:
+        pytest.skip("Node 20+ is not installed (make system-deps installs nodejs)")
+    package = json.loads((ROOT / "sdk" / "js" / "package.json").read_text())
+    assert package["name"] == "magpie-visual-search" and package["type"] == "module"
+    # A package may import itself by name through its "exports" map: what users get.
+    done = subprocess.run([exe, "--input-type=module", "-e",
+                           "const m = await import('magpie-visual-search');"
+                           "console.log(JSON.stringify([m.VERSION, typeof m.createClient]))"],
+                          cwd=ROOT / "sdk" / "js", capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [package["version"], "function"]
