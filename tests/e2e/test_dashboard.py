@@ -270,6 +270,11 @@ def test_catalog_filters_page_over_the_whole_index(page, dashboard_server, image
     assert first | second == {f"bulk-{i:02d}" for i in range(30)}
     assert page.locator("#catalog-next").count() == 0 and page.locator("#catalog-first").is_visible()
     shot(page, "06b-catalog-filtered-page-2")
+    page.click("#catalog-prev")  # back by the trail of cursors: the same first page
+    assert shown() == first and "Page 1 of 2" in page.inner_text("#catalog-pager")
+    assert page.locator("#catalog-prev").count() == 0
+    page.click("#catalog-next")
+    assert shown() == second
     # Several filters, and a name search within them.
     page.goto(catalog)
     page.fill("#fq", "brand:Bulk\nprice:110,119.5")

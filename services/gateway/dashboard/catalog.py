@@ -31,6 +31,9 @@ router = APIRouter(route_class=DashboardRoute)
 PAGE_SIZE = 24
 # With filters, a name search narrows the index scroll to the items it names: this many.
 MAX_NAMED = 1000
+# Filtered pages carry the cursors of the pages before them (`trail`), so Previous needs no
+# backward scroll: cursors joined by TRAIL_SEP, FIRST standing for the first page.
+TRAIL_SEP, FIRST = ".", "0"
 
 
 @dataclass
@@ -118,7 +121,8 @@ class CatalogError(InvalidRequest):
 async def catalog(request: Request, ctx: AppPage, q: str = Query("", max_length=128), state: str = "",
                   fq: list[str] = Query(default_factory=list),
                   page: int = Query(1, ge=1, le=100_000),
-                  after: str = Query("", max_length=64)) -> Response:
+                  after: str = Query("", max_length=64),
+                  trail: str = Query("", max_length=8000)) -> Response:
     """The catalog, filterable by name, state and searchable fields (the `fq` syntax of search)."""
     assert ctx.app is not None
     current = await schema_uc.get_schema(ctx.db, ctx.member.account_id, ctx.app.app_id)
@@ -136,8 +140,12 @@ async def catalog(request: Request, ctx: AppPage, q: str = Query("", max_length=
         errors[err.field] = err.detail
     except InvalidRequest as err:  # the fq parser's message
         errors["fq"] = err.detail
+    back = trail.split(TRAIL_SEP) if trail else []  # the cursors of the pages before this one
     return render(request, "catalog.html", ctx, items=shown.items, total=shown.total,
                   after=shown.after, filtered=bool(fqs), page=page,
+                  next_trail=TRAIL_SEP.join([*back, after or FIRST]),
+                  prev_after="" if not back or back[-1] == FIRST else back[-1],
+                  prev_trail=TRAIL_SEP.join(back[:-1]),
                   pages=max(1, -(-shown.total // PAGE_SIZE)), errors=errors,
                   values={"q": q, "state": state, "fq": "\n".join(fqs)},
                   searchable=[f for f in current.fields if f.searchable],
