@@ -30,8 +30,10 @@ function mountSearchByImage(el) {
   h('button', { type: 'submit', class: 'magpie-btn magpie-btn-quiet', text: 'Search' }));
   const drop = h('div', { class: 'magpie-drop' }, upload, file,
     h('span', { class: 'magpie-hint', text: 'or drop an image here, or paste an image or its URL' }), urlForm);
-  const preview = h('img', { alt: 'Your image' });
-  const query = h('div', { class: 'magpie-query', hidden: true }, preview);
+  const query = h('div', { class: 'magpie-query', hidden: true });
+  // A link that is no image (the search says why) leaves no broken picture behind.
+  const preview = h('img', { alt: 'Your image', onerror: () => { query.hidden = true; } });
+  query.append(preview);
   const status = h('p', { class: 'magpie-status', role: 'status', 'aria-live': 'polite' });
   const filters = h('div', { class: 'magpie-filters', hidden: true, role: 'group', 'aria-label': 'Filters' });
   const grid = h('ul', { class: 'magpie-grid', role: 'list', 'aria-label': 'Similar products' });
@@ -84,6 +86,7 @@ function mountSearchByImage(el) {
       image = await shrinkImage(image);
       if (image.size > MAX_UPLOAD_BYTES) return fail('The image is larger than 10 MB.');
     }
+    if (image) urlInput.value = ''; // the box shows the query's URL, or nothing
     if (preview.src.startsWith('blob:')) URL.revokeObjectURL(preview.src);
     preview.src = image ? URL.createObjectURL(image) : source.imUrl;
     query.hidden = false;

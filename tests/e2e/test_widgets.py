@@ -259,6 +259,7 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         page.press("#sbi input[type=url]", "Enter")
         page.wait_for_selector("#sbi[data-magpie-state=error]")
         assert "im_url answered HTTP 404" in page.inner_text("#sbi .magpie-status.magpie-error")
+        page.wait_for_selector("#sbi .magpie-query", state="hidden")  # no broken preview
 
         # Drag and drop a big photo: the widget sends it scaled down to 1024 px as a JPEG.
         drop(page, "#sbi .magpie-drop", big_photo(), "photo.png", "image/png")
