@@ -2,6 +2,7 @@
 
     python bench/search.py [--n 100000] [--queries 300] [--uploads 60] [--clients 8]
                            [--seconds 10] [--ingest 200] [--model-cache DIR] [--data DIR]
+                           [--env KEY=VALUE ...] [--profile OUT.txt [--profile-args='--gil']]
 
 Loads N items through the real EdgeIndex (synthetic vectors of the model's dimension,
 clustered and non-negative like pooled CNN features, with a keyword, an int and a float
@@ -9,10 +10,14 @@ field) and builds its HNSW graph; starts `magpie serve` on that data dir and mea
 HTTP (keep-alive, Basic auth): find-similar (`/search`, top 10) p50/p99 without and with a
 filter (category + price range, about 1.7% of the catalog), upload search p50/p99 (a 400 px
 JPEG: decode, embed, store, search), QPS of find-similar at `--clients` concurrent clients,
-and find-similar p99 while an ingest of `--ingest` real images runs through the Data API.
+and find-similar p99 while an ingest of `--ingest` real images runs through the Data API
+(into a second application, so the catalog's dimension need not be the model's), against
+the idle p99 measured right before and right after it.
 Then it stops the server, opens the same shard in this process and times the raw engine
 (qdrant-edge `EdgeShard.query`, same vectors, filters and exclusion) on the same queries.
-`--data DIR` keeps the built catalog (minutes of HNSW build at 100k) for later runs.
+`--data DIR` keeps the built catalog (minutes of HNSW build at 100k) for later runs; a kept
+catalog of another dimension than the current model's skips upload search (`--uploads 0`
+skips it too).
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the test fixtures live under the repo root
     sys.path.insert(0, str(ROOT))
 
+from bench._profiling import py_spy  # noqa: E402
 from tests.fixtures.catalog import encode, scene, serve_files  # noqa: E402
 from tests.fixtures.server import (  # noqa: E402
     ADMIN_EMAIL,
@@ -124,6 +130,14 @@ def prepare(data: Path, n: int, env: dict[str, str], cache: Path) -> tuple[dict,
     return app, dim
 
 
+def model_dimension(data: Path, cache: Path) -> int:
+    """The dimension of the model the server embeds with now."""
+    from magpie.common.settings import Settings
+    from magpie.embedding.registry import ModelRegistry
+
+    return ModelRegistry.from_settings(Settings(data_dir=data, model_cache_dir=cache)).get().dim
+
+
 # --- HTTP -------------------------------------------------------------------------------------
 
 def create_app(url: str) -> dict:
@@ -178,28 +192,32 @@ def qps(url: str, auth: tuple[str, str], names: list[str], clients: int, seconds
     return len(latencies) / (time.perf_counter() - t), latencies
 
 
-def during_ingest(url: str, auth: tuple[str, str], names: list[str],
-                  n: int) -> tuple[list[float], float]:
-    """Find-similar latencies while n real images go through fetch, embed and index."""
+def during_ingest(url: str, auth: tuple[str, str], names: list[str], n: int
+                  ) -> tuple[list[float], float, int]:
+    """Find-similar latencies on the catalog while n real images go through fetch, embed and
+    index into a second application; (latencies, ingest seconds, items that failed)."""
     seed = int(time.time()) % 1_000_000 * 1000  # new pictures each run: no cached vectors
     images = {f"{i}.jpg": encode(scene(seed + i, (320, 320)), "JPEG", quality=90)
               for i in range(n)}
-    with serve_files(images) as base, httpx.Client(base_url=url, auth=auth, timeout=60) as client:
+    other = create_app(url)
+    with (serve_files(images) as base, httpx.Client(base_url=url, auth=auth, timeout=60) as client,
+          httpx.Client(base_url=url, auth=(other["access_key"], other["secret_key"]),
+                       timeout=60) as loader):
         trans = []
         for start in range(0, n, 100):
             form = {}
             for k, i in enumerate(range(start, min(n, start + 100))):
                 form |= {f"im_name[{k}]": f"new{seed + i}", f"im_url[{k}]": f"{base}/{i}.jpg",
                          f"category[{k}]": "c3", f"price[{k}]": "20.5", f"year[{k}]": "2020"}
-            trans.append(client.post("/insert", data=form).json()["trans_id"])
+            trans.append(loader.post("/insert", data=form).json()["trans_id"])
         t, ms, done, i = time.perf_counter(), [], False, 0
         while not done:
             ms.append(timed(lambda: find_similar(client, names[i % len(names)], False)))
             i += 1
             if i % 20 == 0:
-                done = all(client.get(f"/insert/status/{tid}").json()["result"][0]
-                           ["processed_percent"] == 100 for tid in trans)
-        return ms, time.perf_counter() - t
+                status = [loader.get(f"/insert/status/{tid}").json()["result"][0] for tid in trans]
+                done = all(st["processed_percent"] == 100 for st in status)
+        return ms, time.perf_counter() - t, sum(st["fail_count"] for st in status)
 
 
 # --- the raw engine ---------------------------------------------------------------------------
@@ -254,13 +272,24 @@ def main() -> None:
                         help="images ingested meanwhile (0: skip)")
     parser.add_argument("--model-cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--data", type=Path, help="keep (and reuse) the catalog in this folder")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra server setting")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="record the server with py-spy during the ingest")
+    parser.add_argument("--profile-args", default="", metavar="='--gil --threads'",
+                        help="with --profile: more py-spy options (note the =)")
     args = parser.parse_args()
     args.model_cache.mkdir(parents=True, exist_ok=True)
     env = {"MAGPIE_MODEL_CACHE_DIR": str(args.model_cache), "MAGPIE_LOG_LEVEL": "WARNING",
-           "MAGPIE_ALLOW_PRIVATE_IMAGE_URLS": "true"}
+           "MAGPIE_ALLOW_PRIVATE_IMAGE_URLS": "true", "MAGPIE_SFTP_ENABLED": "false",
+           **dict(kv.split("=", 1) for kv in args.env)}
     with tempfile.TemporaryDirectory(prefix="magpie-search-bench-") as tmp:
         data = args.data or Path(tmp) / "data"
-        app, _ = prepare(data, args.n, env, args.model_cache)
+        app, dim = prepare(data, args.n, env, args.model_cache)
+        model_dim = model_dimension(data, args.model_cache)
+        if args.uploads and dim != model_dim:
+            print(f"the catalog is {dim}-d, the model now {model_dim}-d: upload search skipped")
+            args.uploads = 0
         print(f"{len(os.sched_getaffinity(0))} cores; "
               f"load average {os.getloadavg()[0]:.1f} before the run")
         rng = np.random.default_rng(1)
@@ -274,27 +303,34 @@ def main() -> None:
             with httpx.Client(base_url=server.url, auth=auth, timeout=60) as client:
                 for k, name in enumerate(warm):  # warm-up on other items: page cache, connections
                     find_similar(client, name, bool(k % 2))
-                client.post("/uploadsearch", files={"image": ("q.jpg", uploads[0], "image/jpeg")})
+                if uploads:
+                    client.post("/uploadsearch", files={"image": ("q.jpg", uploads[0], "image/jpeg")})
                 plain = [timed(lambda: find_similar(client, n, False)) for n in names]
                 filtered = [timed(lambda: find_similar(client, n, True)) for n in names]
                 upload = [timed(lambda: client.post("/uploadsearch", data={"limit": "10"},
                                                     files={"image": ("q.jpg", u, "image/jpeg")}))
                           for u in uploads]
             rate, loaded = qps(server.url, auth, names, args.clients, args.seconds)
-            ingest_ms, ingest_s = ([], 0.0)
+            ingest_ms, ingest_s, ingest_failed, idle_after = [], 0.0, 0, []
             if args.ingest:
-                ingest_ms, ingest_s = during_ingest(server.url, auth, names, args.ingest)
+                with py_spy(server.process.pid, args.profile, args.profile_args.split(), rate=100):
+                    ingest_ms, ingest_s, ingest_failed = during_ingest(server.url, auth, names,
+                                                                       args.ingest)
+                with httpx.Client(base_url=server.url, auth=auth, timeout=60) as client:
+                    idle_after = [timed(lambda: find_similar(client, n, False)) for n in names]
         finally:
             stop_server(server)
         raw = raw_engine(data, app["app_id"], names)
     print("over HTTP (magpie serve, one process):")
     print(row("find-similar", plain))
     print(row("find-similar, filtered (fq category + price range)", filtered))
-    print(row("upload search (decode, embed, store, search)", upload))
+    if upload:
+        print(row("upload search (decode, embed, store, search)", upload))
     print(row(f"find-similar at {args.clients} clients", loaded) + f"   {rate:.0f} QPS")
     if ingest_ms:
         print(row(f"find-similar during an ingest of {args.ingest} images", ingest_ms)
-              + f"   ingest took {ingest_s:.0f} s")
+              + f"   ingest took {ingest_s:.0f} s, {ingest_failed} failed")
+        print(row("find-similar, idle again right after", idle_after))
     print("raw engine (EdgeShard.query in this process, same queries):")
     print(row("query", raw["plain"]))
     print(row("query, filtered", raw["filtered"]))
@@ -304,7 +340,9 @@ def main() -> None:
     print(f"ratios: find-similar p50 / raw query p50 = {ratio:.1f}x,"
           f" filtered {pct(filtered, 50) / pct(raw['filtered'], 50):.1f}x;"
           + (f" p99 during ingest / idle p99 = {pct(ingest_ms, 99) / pct(plain, 99):.1f}x"
+             f" (/ idle-after p99 {pct(ingest_ms, 99) / pct(idle_after, 99):.1f}x)"
              if ingest_ms else ""))
+    print(f"load average {os.getloadavg()[0]:.1f} after the run")
 
 
 if __name__ == "__main__":
