@@ -193,6 +193,8 @@ def test_folder_upload_through_the_cli(client, tmp_path, capsys):
     assert '"indexed": 3' in out
     hats = client.search("hats/hat 1", fq={"brand": "Hats"}, fl=["brand"], qinfo=True)
     assert hats.total == 2 and hats.qinfo["im_url"] == f"{base}/hats/hat%201.png"
+    # A name with a slash is one item, not a path: /v1/items/{im_name} takes it whole.
+    assert client.get_item("hats/hat 1")["im_url"] == f"{base}/hats/hat%201.png"
 
 
 class _QuietFiles(SimpleHTTPRequestHandler):

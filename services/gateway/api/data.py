@@ -150,7 +150,7 @@ async def transactions_json(a: DataAccess, deps: IngestDeps = Depends(ingest_dep
          "start_time": _ts(t.created_at), "update_time": _ts(t.updated_at)} for t in rows]}
 
 
-@router.get("/v1/items/{im_name}", name="items/get")
+@router.get("/v1/items/{im_name:path}", name="items/get")
 async def get_item(im_name: str, request: Request, a: DataAccess) -> dict[str, Any]:
     """One indexed item: its im_url and every schema field (text fields included, for the
     merchant's own key), as the index holds them."""
