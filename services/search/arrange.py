@@ -35,8 +35,10 @@ def sort_hits(hits: Sequence[Hit], sort: SortBy) -> list[Hit]:
     """`hits` ordered by `sort.field`, ties in their given order, missing values last."""
     present = [h for h in hits if _value(h, sort.field) is not None]
     missing = [h for h in hits if _value(h, sort.field) is None]
-    # Python's sort is stable with reverse=True too: equal values keep their order.
-    present.sort(key=lambda h: _value(h, sort.field), reverse=sort.descending)
+    # Python's sort is stable with reverse=True too: equal values keep their order. Numbers
+    # and strings never meet in one comparison (a field whose type changed may hold both).
+    present.sort(key=lambda h: (isinstance(_value(h, sort.field), str), _value(h, sort.field)),
+                 reverse=sort.descending)
     return present + missing
 
 

@@ -96,3 +96,10 @@ def test_envelope_carries_group_results_and_their_items_in_result():
         {"im_name": "c", "score": 0.7, "value_map": {}}]}
     assert "group_results" not in envelope("search", params(), Outcome([], 0), "r2")
     assert isinstance(groups[0], Group)
+
+
+def test_sort_survives_a_field_holding_numbers_and_strings():
+    mixed = [hit("a", 0.9, size="M"), hit("b", 0.8, size=40), hit("c", 0.7, size=38.5),
+             hit("d", 0.6, size="L")]
+    assert [h.im_name for h in sort_hits(mixed, SortBy("size"))] == ["c", "b", "d", "a"]
+    assert [h.im_name for h in sort_hits(mixed, SortBy("size", True))] == ["a", "d", "b", "c"]
