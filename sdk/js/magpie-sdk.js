@@ -206,7 +206,7 @@ export function quoteFq(value) {
 }
 
 function base64(text) {
-  if (typeof btoa === 'function') return btoa(unescape(encodeURIComponent(text)));
+  if (typeof btoa === 'function') return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
   return globalThis.Buffer.from(text, 'utf8').toString('base64');
 }
 

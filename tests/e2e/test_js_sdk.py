@@ -37,7 +37,8 @@ def run(server, shop, files, tmp_path_factory):
     image = tmp_path_factory.mktemp("sdk") / "query.png"
     image.write_bytes(next(it["image"] for it in ITEMS if it["im_name"] == "s5"))
     env = {"MAGPIE_SDK": str(ROOT / "sdk" / "js" / "magpie-sdk.js"), "MAGPIE_HOST": server.url,
-           "APP_KEY": shop["app_key"], "IMAGE_PATH": str(image), "IMAGES_URL": files, "PATH": "/usr/bin:/bin"}
+           "APP_KEY": shop["app_key"], "ACCESS_KEY": shop["access_key"], "SECRET_KEY": shop["secret_key"],
+           "IMAGE_PATH": str(image), "IMAGES_URL": files, "PATH": "/usr/bin:/bin"}
     done = subprocess.run([exe, str(HERE / "sdk_scenario.mjs")], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
@@ -71,6 +72,7 @@ def test_recommendation_colour_search_and_errors(run):
     assert names and "s0" not in names and "s0-copy" not in names
     assert run["color"]["result"][0]["im_name"] == "swatch-red"
     assert run["lastQueryId"] == run["color"]["reqid"]
+    assert run["fullKeys"]["status"] == "OK" and len(run["fullKeys"]["result"]) == 2
     unknown = run["unknown"]
     assert unknown["isMagpieError"] and unknown["message"] == "Image not found with im_name." and unknown["reqid"]
     assert run["noPid"] == "pid is required for product_click"

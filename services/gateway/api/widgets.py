@@ -17,7 +17,7 @@ from pathlib import Path
 from fastapi import APIRouter, Query, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from magpie.common.errors import NotFound
+from magpie.common.errors import NotFound, Unavailable
 from magpie.gateway.api.deps import Db, app_access, get_container
 from magpie.image_fetch.state import thumbnail_key
 
@@ -122,7 +122,10 @@ def _read(name: str) -> str:
 
 def serve_asset(request: Request, name: str) -> Response:
     """The asset, or 304 when the browser's copy is current."""
-    asset = assets()[name]
+    try:
+        asset = assets()[name]
+    except OSError as exc:  # an install without the repository's sdk/js folder
+        raise Unavailable(f"The widget files are not installed ({exc.filename}).") from None
     headers = {"ETag": asset.etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding",
                # Loadable by <script> (and import()) from any storefront.
                "Cross-Origin-Resource-Policy": "cross-origin", "X-Content-Type-Options": "nosniff"}

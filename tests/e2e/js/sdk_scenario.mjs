@@ -22,6 +22,11 @@ out.byUrl = await client.uploadSearch({ im_url: `${env.IMAGES_URL}/s6.png`, limi
 out.recommendation = await client.recommendation('s0', { limit: 20 });
 out.color = await client.colorSearch('dc141e', { limit: 3, score: true });
 out.lastQueryId = client.lastQueryId;
+// A server-side script with the full keys (HTTP Basic), as a catalog tool would use them:
+// the app key given is no key at all, so only Basic auth can let the search through.
+const full = createClient({ appKey: 'not-an-app-key', host: env.MAGPIE_HOST, accessKey: env.ACCESS_KEY,
+  secretKey: env.SECRET_KEY });
+out.fullKeys = await full.recommendation('s4', { limit: 2 });
 
 try {
   await client.search('no-such-item');
