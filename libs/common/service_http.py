@@ -125,6 +125,12 @@ def _install_errors(app: FastAPI) -> None:
     async def _typed(request: Request, exc: MagpieError) -> JSONResponse:
         return render(exc)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Still the one format, so a client turns it into its typed error (Unavailable).
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return render(MagpieError())
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}

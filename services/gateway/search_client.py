@@ -22,16 +22,19 @@ from magpie.search import wire
 class SearchServiceIndex:
     """Index reads answered by the search service's internal API (magpie.search.http_api)."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0, token: str | None = None) -> None:
+    def __init__(self, base_url: str, *, timeout_s: float = 10.0, token: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout_s
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._transport = transport  # None: the network; an ASGI transport runs it in-process
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         """Open the connection pool (connections are made on first use)."""
         self._client = httpx.AsyncClient(
             base_url=self.base_url, timeout=self._timeout, headers=self._headers,
+            transport=self._transport,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
 
     async def stop(self) -> None:

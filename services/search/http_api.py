@@ -39,7 +39,7 @@ class SearchBody(Scope):
 
 class FacetBody(Scope):
     key: str
-    limit: int = Field(10, ge=1, le=10_000)
+    limit: int = Field(10, ge=0, le=10_000)
 
 
 class RangeBody(Scope):
@@ -47,7 +47,7 @@ class RangeBody(Scope):
 
 
 class ScrollBody(BaseModel):
-    limit: int = Field(256, ge=1, le=10_000)
+    limit: int = Field(256, ge=0, le=10_000)
     offset: str | None = None
     filter: list[dict[str, Any]] = []
     fields: list[str] | None = None

@@ -96,10 +96,11 @@ def error_out(exc: errors.MagpieError) -> dict[str, Any]:
 
 
 def error_in(body: dict[str, Any]) -> errors.MagpieError:
-    """The typed error a JSON error names (Unavailable for an unknown name)."""
+    """The typed error a JSON error names (Unavailable for an unknown name or a crash)."""
     cls = getattr(errors, str(body.get("type")), None)
     detail = str(body.get("detail") or "search service error")
-    if isinstance(cls, type) and issubclass(cls, errors.MagpieError):
+    # The bare base class is the service's unexpected failure: for the caller, "try later".
+    if isinstance(cls, type) and issubclass(cls, errors.MagpieError) and cls is not errors.MagpieError:
         try:
             return cls(detail)
         except TypeError:  # a class whose constructor wants more than a detail

@@ -44,3 +44,4 @@ def test_typed_errors_come_back_as_the_same_class():
         assert type(back) is type(exc) and back.detail == exc.detail
     assert isinstance(wire.error_in({"type": "KeyError", "detail": "x"}), Unavailable)
     assert isinstance(wire.error_in({}), Unavailable)
+    assert isinstance(wire.error_in({"type": "MagpieError", "detail": "System error."}), Unavailable)
