@@ -22,16 +22,18 @@ PREFIX = "/internal/v1/analytics"
 class AnalyticsServiceClient:
     """Analytics store reads answered by the analytics service."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0, token: str | None = None) -> None:
+    def __init__(self, base_url: str, *, timeout_s: float = 10.0, token: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout_s
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._transport = transport  # None: the network; an ASGI transport runs it in-process
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         """Open the connection pool."""
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout,
-                                         headers=self._headers)
+                                         headers=self._headers, transport=self._transport)
 
     async def stop(self) -> None:
         """Close the pool."""
