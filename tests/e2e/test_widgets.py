@@ -3,6 +3,8 @@ search-by-image widget uploads a real image, pages, searches by URL and filters;
 carousel fills in; a click carries the reqid to the product page, whose add-to-cart and
 transaction are attributed; every view and click the widgets recorded is in the report."""
 import base64
+import csv
+import io
 import threading
 import time
 from collections.abc import Iterator
@@ -314,6 +316,9 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         shot(page, "mobile")
         page.goto("/done.html")  # pagehide: whatever is still queued goes by sendBeacon
         recorded = page.evaluate("JSON.parse(sessionStorage.getItem('recorded'))")
+        uid, sid, cookie = page.evaluate("""[localStorage.getItem('magpie_uid'),
+            JSON.parse(sessionStorage.getItem('magpie_sid')).id, document.cookie]""")
+        assert len(uid) == len(sid) == 32 and f"magpie_uid={uid}" in cookie
         # The SDK alone, imported as an ES module across origins (CORS allows it).
         assert page.evaluate(f"import('{server.url}/widgets/v1/magpie-sdk.js').then(m => m.VERSION)") == "0.1.0"
         page.context.close()
@@ -330,6 +335,10 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
     # Attribution: the click, the add to cart and the sale all count for the upload search.
     upload = report(server.url, shop, lambda b: True, solution="uploadsearch")["totals"]
     assert (upload["clicked_searches"], upload["carted_searches"], upload["converted_searches"]) == (1, 1, 1)
+    # One shopper, one session: the widgets and the merchant's own calls share uid and sid.
+    events = httpx.get(f"{server.url}/v1/analytics/events.csv", auth=(shop["access_key"], shop["secret_key"]))
+    rows = list(csv.DictReader(io.StringIO(events.text)))
+    assert len(rows) == len(views) + 3 and {(r["uid"], r["sid"]) for r in rows} == {(uid, sid)}
 
 
 def test_a_catalog_value_never_becomes_a_script_link(chromium, server, shop):
