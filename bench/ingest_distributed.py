@@ -100,11 +100,15 @@ async def _distributed(args: argparse.Namespace, tmp: Path, base: str, ids: list
 def _report(runs: list[Run], n: int) -> None:
     base = runs[0].rate
     print(f"\nIngest, {n} images, {PARTITIONS} partitions, {os.cpu_count()} cores")
-    print("-" * 96)
+    print("-" * 150)
     for r in runs:
-        print(f"{r.mode:<36} {r.rate:7.1f} images/s ({r.seconds:5.1f} s, {r.ok} ok, {r.failed} failed)"
-              f"  {100 * r.rate / base:5.0f} % of standalone;  machine busy {r.machine / r.seconds:4.2f} cores")
-    print("-" * 96)
+        # On a shared machine the cores Magpie got vary from run to run: say how many it had.
+        used = sum(r.cpu.values()) / r.seconds
+        print(f"{r.mode:<34} {r.rate:6.1f} images/s ({r.seconds:5.1f} s, {r.ok} ok, {r.failed} failed)"
+              f" {100 * r.rate / base:4.0f} % of standalone; Magpie used {used:4.2f} cores,"
+              f" {r.ok / max(sum(r.cpu.values()), 1e-9):5.1f} images per CPU-second;"
+              f" machine busy {r.machine / r.seconds:4.2f}")
+    print("-" * 150)
     print("CPU per image by process (ms):")
     for r in runs:
         parts = ", ".join(f"{k} {1000 * v / max(r.ok, 1):.1f}" for k, v in r.cpu.items())
