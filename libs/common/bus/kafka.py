@@ -214,6 +214,7 @@ class KafkaBus:
             except ValidationError as exc:
                 await self._dead_letter(dlq, record, f"undecodable {event_type.__name__}: {exc}")
                 self.dead_lettered[counter_key] += 1
+                self.handled[counter_key] += 1
                 return
             reason = await deliver_with_retries(
                 handler, event, max_retries=self._max_retries, backoff_s=self._backoff,
