@@ -135,6 +135,10 @@ def shared_decoded_images() -> DecodedImages:
 
 
 _ingest_executor: ThreadPoolExecutor | None = None
+# How much lower ingest threads run than serving ones. At nice 10 a busy ingest thread gets
+# about a tenth of a core a serving thread wants; it also yields to other processes on the
+# machine, which only matters on a shared one (ingest slows down, searches do not).
+INGEST_NICE = 10
 
 # Set while a task works for ingestion (not for a waiting client): shared stages such as the
 # embedding batcher then serve interactive requests first.
@@ -150,7 +154,7 @@ def ingest_executor() -> ThreadPoolExecutor:
         return _ingest_executor
 
 
-def low_priority_executor(threads: int, name: str, nice: int = 10) -> ThreadPoolExecutor:
+def low_priority_executor(threads: int, name: str, nice: int = INGEST_NICE) -> ThreadPoolExecutor:
     """A thread pool whose threads run at a lower OS priority (Linux nice per thread).
 
     Ingest's CPU work (decoding, resizing, the model) runs here, so that while both cores
@@ -163,7 +167,7 @@ def low_priority_executor(threads: int, name: str, nice: int = 10) -> ThreadPool
                               initargs=(nice,))
 
 
-def lower_thread_priority(nice: int = 10) -> None:
+def lower_thread_priority(nice: int = INGEST_NICE) -> None:
     """Raise the calling thread's nice value by `nice` (Linux: per thread; elsewhere a no-op)."""
     if nice <= 0 or not hasattr(os, "setpriority"):
         return

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from magpie.common.pipeline import BULK_WORK, low_priority_executor
+from magpie.common.pipeline import BULK_WORK, INGEST_NICE, low_priority_executor
 from magpie.common.ports.embedder import ImageEmbedder
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class EmbeddingBatcher:
 
     def __init__(self, embedder: ImageEmbedder, max_batch: int = 32, max_wait_s: float = 0.05,
                  threads: int = 1, isolate_failures: bool = True, max_defer_s: float = 0.25,
-                 bulk_nice: int = 10) -> None:
+                 bulk_nice: int = INGEST_NICE) -> None:
         if max_batch < 1 or max_wait_s < 0 or threads < 1 or max_defer_s < 0:
             raise ValueError("max_batch and threads must be >= 1, max_wait_s and max_defer_s >= 0")
         self.embedder = embedder
