@@ -277,7 +277,8 @@ export class MagpieClient {
       return Promise.reject(new TypeError('uploadSearch needs image, im_url or im_id'));
     }
     const form = new FormData();
-    for (const [k, v] of toPairs({ ...this._va(), ...rest, box: Array.isArray(box) ? box.join(',') : box })) form.append(k, v);
+    const fields = { ...this._va(), ...rest, box: Array.isArray(box) ? box.join(',') : box };
+    for (const [k, v] of toPairs(fields)) form.append(k, v);
     if (image && !rest.im_id) {
       const blob = asBlob(image);
       form.append('image', blob, blob.name || 'image');

@@ -72,7 +72,8 @@ class PublicCors:
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in CORS_HEADERS]
+                kept = [(k, v) for k, v in message.get("headers", [])
+                        if k.lower() not in CORS_HEADERS]
                 message["headers"] = kept + list(CORS_HEADERS.items())
             await send(message)
 
@@ -91,7 +92,8 @@ class Asset:
 def _asset(text: str) -> Asset:
     body = text.encode()
     # mtime=0: the same bytes on every gateway, so caches and ETags agree.
-    return Asset(body, gzip.compress(body, 9, mtime=0), '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    return Asset(body, gzip.compress(body, 9, mtime=0), etag)
 
 
 _EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?function\b|class\b|const\b|let\b)", re.M)
@@ -103,8 +105,9 @@ def bundle(sdk_source: str, css: str, *widget_sources: str) -> str:
     request, nothing leaks into the page's globals)."""
     if re.search(r"^\s*(?:import\b|export\s+(?:default|\{|\*))", sdk_source, re.M):
         raise ValueError("the SDK must export only declarations to be bundled")
-    return ("/* Magpie widgets: the JavaScript SDK and the widgets. */\n(function () {\n'use strict';\n"
-            + _EXPORT.sub("", sdk_source) + f"\nconst WIDGETS_CSS = {json.dumps(css)};\n"
+    return ("/* Magpie widgets: the JavaScript SDK and the widgets. */\n"
+            + "(function () {\n'use strict';\n" + _EXPORT.sub("", sdk_source)
+            + f"\nconst WIDGETS_CSS = {json.dumps(css)};\n"
             + "\n".join(widget_sources) + "\n})();\n")
 
 
@@ -132,7 +135,8 @@ def serve_asset(request: Request, name: str) -> Response:
     if asset.etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
     if "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(asset.gzipped, media_type=JS_TYPE, headers={**headers, "Content-Encoding": "gzip"})
+        return Response(asset.gzipped, media_type=JS_TYPE,
+                        headers={**headers, "Content-Encoding": "gzip"})
     return Response(asset.body, media_type=JS_TYPE, headers=headers)
 
 
