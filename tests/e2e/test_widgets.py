@@ -50,7 +50,7 @@ PRODUCT = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{
 <script src="{host}/widgets/v1/magpie-widgets.js" defer></script>{recorder}</head><body>
 <h1 id="sku">{sku}</h1><button id="buy" type="button">Add to cart and buy</button><p id="cart"></p>
 <div id="similar" data-magpie-widget="similar" data-app-key="{key}" data-host="{host}"
-     data-im-name="{sku}" data-limit="6"></div>
+     data-im-name="{sku}" data-limit="6" data-fq='["price:2,1000"]'></div>
 <script>document.getElementById('buy').addEventListener('click', async () => {{
   // The merchant's own calls: no queryId given, the reqid carried from the widget is used.
   const client = MagpieWidgets.createClient({{appKey: '{key}', host: '{host}'}});
@@ -301,6 +301,8 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
 
         # The product page: its carousel, and the merchant's own add_to_cart and transaction.
         page.wait_for_selector("#similar[data-magpie-state=ready]")
+        related = names(page, "#similar")  # the page's fixed filter keeps the 1.00 swatches out
+        assert related and clicked not in related and not any(n.startswith("swatch") for n in related)
         page.click("#buy")
         page.wait_for_function("document.getElementById('cart').textContent === 'OK 2'")
         shot(page, "product")
