@@ -223,8 +223,11 @@ def test_widgets_on_a_merchant_page_search_filter_page_and_are_tracked(chromium,
         first_views = viewed.count()
         assert 0 < first_views < len(carousel)  # cards scrolled out of sight are not views
         assert page.is_disabled("#similar .magpie-prev") and page.is_enabled("#similar .magpie-next")
-        page.click("#similar .magpie-next")
+        page.focus("#similar .magpie-track")
+        page.keyboard.press("ArrowRight")  # the carousel scrolls from the keyboard too
         page.wait_for_function(f"document.querySelectorAll('#similar [data-magpie-viewed]').length > {first_views}")
+        page.wait_for_function("!document.querySelector('#similar .magpie-prev').disabled")
+        page.click("#similar .magpie-next")
 
         # Before a search: no filters, no pager.
         assert not page.is_visible("#sbi .magpie-pager") and not page.is_visible("#sbi .magpie-filters")
