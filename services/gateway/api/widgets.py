@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,10 @@ from magpie.gateway.api.deps import Db, app_access, get_container
 from magpie.image_fetch.state import thumbnail_key
 
 PREFIX = "/widgets/v1"
-SDK_DIR = Path(__file__).resolve().parents[3] / "sdk" / "js"
+# Where sdk/js is: the repository (an editable install, `make run`), or installed as data
+# files under the environment's prefix (`data_files=[("share/magpie/sdk/js", ...)]`).
+SDK_DIRS = (Path(__file__).resolve().parents[3] / "sdk" / "js",
+            Path(sys.prefix) / "share" / "magpie" / "sdk" / "js")
 JS_TYPE = "text/javascript; charset=utf-8"
 # Short: a fixed widget reaches every storefront within five minutes; ETags make the
 # revalidation after that a 304.
@@ -120,7 +124,8 @@ def assets() -> dict[str, Asset]:
 
 
 def _read(name: str) -> str:
-    return (SDK_DIR / name).read_text(encoding="utf-8")
+    found = next((d for d in SDK_DIRS if (d / name).is_file()), SDK_DIRS[0])
+    return (found / name).read_text(encoding="utf-8")
 
 
 def serve_asset(request: Request, name: str) -> Response:
