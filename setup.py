@@ -26,6 +26,10 @@ def _packages() -> tuple[list[str], dict[str, str]]:
 
 
 packages, package_dir = _packages()
+# The browser files live beside the SDK's npm package; a non-editable install (the Docker
+# image) puts them under the prefix, where the gateway's widget route looks second.
+SDK_JS = sorted(str(p) for p in Path("sdk/js").glob("*") if p.suffix in {".js", ".css", ".json"})
 setup(packages=packages, package_dir=package_dir, include_package_data=True,
+      data_files=[("share/magpie/sdk/js", SDK_JS)],
       package_data={"": ["*.html", "*.js", "*.css", "*.json", "templates/*.html", "static/*.js",
                                 "static/*.css"]})
