@@ -21,21 +21,17 @@ Sets (catalog / queries):
 Prints recall@1, recall@10, mAP@10 (one relevant item: 1/rank within the top 10) per set, and
 the embedding rate (images/s, preprocessing + model, decode excluded) per variant.
 
-Variants (`--variant`, repeatable; steps joined with '+', e.g. `trim+flip+hist`), all built in
-this file around the production embedder's ONNX session; production code is unchanged:
-- base       the production embedder as served (`embed`): fit + pad with the border colour;
-- trim       crop uniform borders (pixels within 12 of the border colour) before fit + pad;
-- padR       after trimming, add a margin of R % of the long side (e.g. pad10);
-- flip       average the features of the image and its mirror image (2 model runs);
-- ms         multi-scale: average features at 224 and at 288 px input (second ONNX export of
-             the same network through the production `load_efficientnet`, image_size=288);
-- gemP, max  GeM pooling (gem: p = 3; gemP: p = P, e.g. gem4) or max pooling
-             pooling, over the last feature map; the production ONNX file is reused with that
-             feature map exposed as an extra graph output (no re-export);
-- sqrt       signed square root of the pooled features before L2 (power normalisation);
-- hist       fuse a colour histogram (HSV 8x4x4 of the non-background pixels, Hellinger):
-             vector = [sqrt(1-w) cnn, sqrt(w) hist], w = 0.3 (histW sets w, e.g. hist50);
-- white      PCA-whitening (256 d, shrunk) fitted on the CATALOG vectors only, applied to both.
+Variants (`--variant`, repeatable; steps joined with '+', e.g. `base+lw+qe`), all built from
+production parts (`magpie.embedding.models`, `.projection`, `.augment`):
+- base   the production embedder as the registry serves it (`--model` picks another);
+- avg    the previous default graph instead: head map averaged, no border trimming;
+- flip   average the vectors of the image and its mirror image (2 model runs);
+- white  PCA-whitening fitted on the CATALOG vectors only (`fit_pca_whitening`), applied to both;
+- lw     learned whitening (`fit_learned_whitening`): fitted on the catalog and 4 synthetic
+         views of each catalog image (`augment.views`, seeded), never on queries;
+- qe     alpha query expansion: the query plus its top 3 hits weighted by score^3, searched
+         again (a second index search per query).
+The views' vectors are cached in --vector-cache between runs (they are not timed).
 """
 from __future__ import annotations
 
@@ -60,9 +56,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import AnyOf
 from magpie.common.ports.index import IndexPoint
-from magpie.embedding.models.efficientnet import (
-    IMAGE_SIZES, OnnxImageEmbedder, _session, fit_pad, load_efficientnet,
-)
+from magpie.embedding.augment import views
+from magpie.embedding.models.efficientnet import IMAGE_SIZES, OnnxImageEmbedder, load_efficientnet
+from magpie.embedding.projection import fit_learned_whitening, fit_pca_whitening
 from magpie.embedding.registry import ModelRegistry
 from magpie.image_fetch.images import decode_and_normalise
 from magpie.search.index.edge import EdgeIndex
@@ -71,6 +67,7 @@ VENDORS = ("twitter", "facebook")
 PACKAGE = "emoji-datasource-{}"
 DEFAULT_CACHE = Path.home() / ".cache" / "magpie" / "emoji"
 DEFAULT_MODELS = Path.home() / ".cache" / "magpie" / "models"
+DEFAULT_VECTORS = Path.home() / ".cache" / "magpie" / "quality"
 SEED = 1234
 K = 10
 
@@ -185,154 +182,80 @@ def photo_like(png: Path, seed: int) -> bytes:
 
 # ---------------------------------------------------------------- variants
 
-def border_colour(a: np.ndarray) -> np.ndarray:
-    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    return np.median(border, axis=0)
-
-
-def foreground(a: np.ndarray, tol: int = 12) -> np.ndarray:
-    """Mask of the pixels that differ from the border colour by more than `tol`."""
-    return np.abs(a.astype(np.int16) - border_colour(a).astype(np.int16)).max(axis=2) > tol
-
-
-def trim(image: Image.Image, pad: float = 0.0) -> Image.Image:
-    """The image cropped to its non-uniform part, plus a margin of `pad` x the long side."""
-    a = np.asarray(image)
-    mask = foreground(a)
-    if not mask.any():
-        return image
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    if (y1 - y0) < 4 or (x1 - x0) < 4:
-        return image
-    cropped = image.crop((int(x0), int(y0), int(x1), int(y1)))
-    if pad <= 0:
-        return cropped
-    m = int(round(pad * max(cropped.size)))
-    out = Image.new("RGB", (cropped.width + 2 * m, cropped.height + 2 * m),
-                    tuple(int(c) for c in border_colour(a)))
-    out.paste(cropped, (m, m))
-    return out
-
-
-def colour_hist(image: Image.Image) -> np.ndarray:
-    """HSV 8x4x4 histogram of the foreground pixels, square-rooted and L2-normalised."""
-    small = image.copy()
-    small.thumbnail((96, 96))
-    rgb = np.asarray(small)
-    mask = foreground(rgb)
-    if mask.sum() < 16:
-        mask = np.ones(mask.shape, bool)
-    hsv = np.asarray(small.convert("HSV"))[mask].astype(np.int32)
-    idx = (hsv[:, 0] * 8 // 256) * 16 + (hsv[:, 1] * 4 // 256) * 4 + hsv[:, 2] * 4 // 256
-    hist = np.bincount(idx, minlength=128).astype(np.float32)
-    hist = np.sqrt(hist / hist.sum())
-    return hist / max(np.linalg.norm(hist), 1e-12)
-
-
-def fmap_session(path: Path, threads: int | None) -> Any:
-    """A session of the production ONNX file that also outputs the map the pooling averages."""
-    import onnx
-
-    model = onnx.load(str(path))
-    pool = next(n for n in model.graph.node if n.output[0] == model.graph.output[0].name)
-    fmap = onnx.helper.make_tensor_value_info(pool.input[0], onnx.TensorProto.FLOAT, None)
-    model.graph.output.append(fmap)
-    with tempfile.TemporaryDirectory() as tmp:
-        dest = Path(tmp) / path.name
-        onnx.save(model, str(dest))
-        return _session(dest, threads)
+STEPS = re.compile(r"base|avg|flip|white|lw|qe")
+VIEWS = 4  # synthetic views per catalog image for the learned whitening
+QE_K, QE_ALPHA = 3, 3.0  # alpha query expansion: top 3, weighted by similarity cubed
+_MEMO: dict[str, tuple[np.ndarray, float]] = {}  # vectors and their embedding time, per run
 
 
 class Variant:
-    """An embedding function built around the production embedder's ONNX session."""
+    """An embedding pipeline built from production parts: the served embedder (`base`) or the
+    previous default graph (`avg`), optionally mirrored (`flip`), plus a projection fitted on
+    each catalog (`white`, `lw`) and alpha query expansion at search time (`qe`)."""
 
     def __init__(self, spec: str, embedder: OnnxImageEmbedder, model_cache: Path,
-                 threads: int | None) -> None:
+                 threads: int | None, vector_cache: Path | None) -> None:
         self.spec = spec
         steps = spec.split("+")
-        self.base = steps == ["base"]
-        self.trim = any(s == "trim" or s.startswith("pad") for s in steps)
-        pads = [float(s[3:]) / 100 for s in steps if re.fullmatch(r"pad\d+", s)]
-        self.pad = pads[0] if pads else 0.0
-        self.flip = "flip" in steps
-        self.sqrt = "sqrt" in steps
-        self.white = "white" in steps
-        hists = [s for s in steps if re.fullmatch(r"hist\d*", s)]
-        self.hist_w = (float(hists[0][4:]) / 100 if hists[0][4:] else 0.3) if hists else 0.0
-        pools = [s for s in steps if re.fullmatch(r"gem\d*|max", s)]
-        self.pool = pools[0] if pools else None
-        self.gem_p = (float(self.pool[3:] or 3) if self.pool and self.pool.startswith("gem")
-                      else None)
-        known = re.compile(r"base|trim|pad\d+|flip|ms|sqrt|white|hist\d*|gem\d*|max")
-        bad = [s for s in steps if not known.fullmatch(s)]
+        bad = [s for s in steps if not STEPS.fullmatch(s)]
         if bad:
             raise SystemExit(f"unknown variant step(s) {bad} in {spec!r}")
-        self.models = [embedder]
-        if "ms" in steps:
-            self.models.append(load_efficientnet(model_cache, embedder.name, image_size=288,
-                                                 threads=threads))
-        self.sessions = [fmap_session(m.path, threads) if self.pool else m._session
-                         for m in self.models]
-        self.embedder = embedder
+        self.flip = "flip" in steps
+        self.projection = "lw" if "lw" in steps else "white" if "white" in steps else None
+        self.qe = "qe" in steps
+        self.embedder = (load_efficientnet(model_cache, embedder.name, threads=threads,
+                                           pooling="avg", trim=False)
+                         if "avg" in steps else embedder)
+        self.vector_cache = vector_cache
         self.seconds = 0.0
         self.count = 0
 
-    def _pool(self, fmap: np.ndarray) -> np.ndarray:
-        if self.pool == "max":
-            return fmap.max(axis=(2, 3))
-        p = self.gem_p
-        return np.power(np.power(np.maximum(fmap, 1e-6), p).mean(axis=(2, 3)), 1 / p)
+    def _embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        vecs = self.embedder.embed(images)
+        if self.flip:
+            mirrored = self.embedder.embed([im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                                            for im in images])
+            vecs = l2(vecs + mirrored)
+        return vecs
 
-    def _features(self, model: OnnxImageEmbedder, session: Any,
-                  images: Sequence[Image.Image]) -> np.ndarray:
-        out = []
-        for start in range(0, len(images), model.max_batch):
-            batch = np.stack([fit_pad(im, model.image_size)
-                              for im in images[start:start + model.max_batch]])
-            if self.flip:
-                batch = np.concatenate([batch, batch[:, :, ::-1]])
-            outs = session.run(None, {model._input: np.ascontiguousarray(batch)})
-            f = self._pool(outs[1]) if self.pool else outs[0]
-            if self.flip:
-                f = (f[:len(f) // 2] + f[len(f) // 2:]) / 2
-            out.append(f)
-        return np.concatenate(out)
-
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        started = time.perf_counter()
-        if self.base:
-            vecs = self.embedder.embed(images)
+    def embed(self, name: str, images: Sequence[Image.Image], timed: bool = True) -> np.ndarray:
+        """The vectors of the image set `name`: embedded once per run and timed (the rate
+        counts preprocessing + model); untimed sets (views) also come from the disk cache."""
+        key = f"{self.embedder.name}-{self.embedder.version}-{self.flip:d}-{name}-{len(images)}"
+        if key in _MEMO:
+            vecs, seconds = _MEMO[key]
         else:
-            prepared = [trim(im, self.pad) for im in images] if self.trim else list(images)
-            feats = sum(self._l2(self._features(m, s, prepared))
-                        for m, s in zip(self.models, self.sessions))
-            if self.sqrt:
-                feats = np.sqrt(np.maximum(feats, 0))
-            vecs = self._l2(feats)
-            if self.hist_w:
-                hist = np.stack([colour_hist(im) for im in prepared])
-                vecs = np.hstack([np.sqrt(1 - self.hist_w) * vecs, np.sqrt(self.hist_w) * hist])
-        self.seconds += time.perf_counter() - started
-        self.count += len(images)
-        return vecs.astype(np.float32)
+            path = self.vector_cache / f"{key}.npy" if self.vector_cache else None
+            if path is not None and path.exists() and not timed:
+                vecs, seconds = np.load(path), 0.0
+            else:
+                started = time.perf_counter()
+                vecs = self._embed(images)
+                seconds = time.perf_counter() - started
+                if path is not None and not timed:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(path, vecs)
+            _MEMO[key] = vecs, seconds
+        if timed:
+            self.seconds += seconds
+            self.count += len(images)
+        return vecs
 
-    @staticmethod
-    def _l2(x: np.ndarray) -> np.ndarray:
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    def fit(self, vendor: str, catalog_vecs: np.ndarray, catalog: list[Image.Image],
+            ) -> Callable[[np.ndarray], np.ndarray]:
+        """The catalog's projection (identity without `white`/`lw`); catalog data only."""
+        if self.projection == "white":
+            return fit_pca_whitening(catalog_vecs).apply
+        if self.projection == "lw":
+            seen = views(catalog, VIEWS, seed=SEED)
+            view_vecs = self.embed(f"{vendor}-views{VIEWS}", seen, timed=False)
+            return fit_learned_whitening(catalog_vecs, view_vecs).apply
+        return lambda x: x
 
-    def fit_whitening(self, catalog: np.ndarray, dims: int = 256,
-                      shrink: float = 0.1) -> Callable[[np.ndarray], np.ndarray]:
-        """PCA-whitening fitted on catalog vectors only (identity unless 'white')."""
-        if not self.white:
-            return lambda x: x
-        mean = catalog.mean(axis=0)
-        _, s, vt = np.linalg.svd(catalog - mean, full_matrices=False)
-        dims = min(dims, len(s))
-        var = s[:dims] ** 2 / len(catalog)
-        scale = 1 / np.sqrt(var + shrink * var.mean())
-        proj = vt[:dims].T * scale
-        return lambda x: self._l2((x - mean) @ proj).astype(np.float32)
+
+def l2(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length."""
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -349,11 +272,21 @@ async def build_index(index: EdgeIndex, app: str, items: list[Item], vecs: np.nd
 
 
 async def evaluate(index: EdgeIndex, app: str, items: list[Item], queries: np.ndarray,
-                   filtered: bool = False) -> dict[str, float]:
+                   filtered: bool = False, expand: np.ndarray | None = None,
+                   ) -> dict[str, float]:
+    """Recall@1, recall@10 and mAP@10 of `queries` (query i looks for item i); `expand`, the
+    catalog's vectors, turns on alpha query expansion (a second search per query)."""
     r1 = r10 = ap = 0.0
+    row = {it.code: i for i, it in enumerate(items)}
     for it, q in zip(items, queries):
         flt = (AnyOf("category", (it.category,)),) if filtered else ()
         hits = await index.search(app, q.tolist(), limit=K, filter=flt)
+        if expand is not None and hits:
+            top = hits[:QE_K]
+            weights = np.array([max(h.score, 0.0) ** QE_ALPHA for h in top], dtype=np.float32)
+            q = q + weights @ expand[[row[h.im_name] for h in top]]
+            q = q / max(float(np.linalg.norm(q)), 1e-12)
+            hits = await index.search(app, q.tolist(), limit=K, filter=flt)
         names = [h.im_name for h in hits]
         if it.code in names:
             rank = names.index(it.code) + 1
@@ -366,24 +299,30 @@ async def evaluate(index: EdgeIndex, app: str, items: list[Item], queries: np.nd
 
 def run_variant(variant: Variant, items: list[Item], images: dict[str, list[Image.Image]],
                 ) -> dict[str, dict[str, float]]:
-    vec = {name: variant.embed(ims) for name, ims in images.items()}
-    # Whitening, when asked for, is fitted on each catalog alone; queries are only projected.
-    w_fb = variant.fit_whitening(vec["facebook"])
-    w_tw = variant.fit_whitening(vec["twitter"])
+    """The scores of one variant on every set, through the production index."""
+    vec = {name: variant.embed(name, ims) for name, ims in images.items()}
+    # A projection, when asked for, is fitted on each catalog alone; queries are only projected.
+    p_fb = variant.fit("facebook", vec["facebook"], images["facebook"])
+    p_tw = variant.fit("twitter", vec["twitter"], images["twitter"])
+    fb, tw = p_fb(vec["facebook"]), p_tw(vec["twitter"])
+    qe_fb, qe_tw = (fb, tw) if variant.qe else (None, None)
 
     async def go() -> dict[str, dict[str, float]]:
         with tempfile.TemporaryDirectory(prefix="magpie-quality-") as root:
             index = EdgeIndex(Path(root), optimize_after=0)
             await index.start()
             try:
-                await build_index(index, "fb", items, w_fb(vec["facebook"]))
-                await build_index(index, "tw", items, w_tw(vec["twitter"]))
+                await build_index(index, "fb", items, fb)
+                await build_index(index, "tw", items, tw)
                 return {
-                    "tw->fb": await evaluate(index, "fb", items, w_fb(vec["twitter"])),
-                    "fb->tw": await evaluate(index, "tw", items, w_tw(vec["facebook"])),
-                    "photo": await evaluate(index, "fb", items, w_fb(vec["photo"])),
-                    "tw->fb|cat": await evaluate(index, "fb", items, w_fb(vec["twitter"]),
-                                                 filtered=True),
+                    "tw->fb": await evaluate(index, "fb", items, p_fb(vec["twitter"]),
+                                             expand=qe_fb),
+                    "fb->tw": await evaluate(index, "tw", items, p_tw(vec["facebook"]),
+                                             expand=qe_tw),
+                    "photo": await evaluate(index, "fb", items, p_fb(vec["photo"]),
+                                            expand=qe_fb),
+                    "tw->fb|cat": await evaluate(index, "fb", items, p_fb(vec["twitter"]),
+                                                 filtered=True, expand=qe_fb),
                 }
             finally:
                 await index.stop()
@@ -400,6 +339,8 @@ def main() -> None:
     parser.add_argument("--model-cache", type=Path, default=DEFAULT_MODELS)
     parser.add_argument("--model", default=None, help="model spec (default: the registry's)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    parser.add_argument("--vector-cache", type=Path, default=DEFAULT_VECTORS,
+                        help="where the vectors of the synthetic views are kept between runs")
     args = parser.parse_args()
 
     roots = fetch(args.cache_dir)
@@ -424,7 +365,7 @@ def main() -> None:
         f"{'img/s':>8}"
     rows = []
     for spec in args.variant or ["base"]:
-        variant = Variant(spec, embedder, args.model_cache, args.threads)
+        variant = Variant(spec, embedder, args.model_cache, args.threads, args.vector_cache)
         t0 = time.perf_counter()
         res = run_variant(variant, items, images)
         rate = variant.count / variant.seconds

@@ -18,9 +18,15 @@ from magpie.embedding.models.efficientnet import (
     ensure_onnx,
     fit_pad,
     load_efficientnet,
+    trim_borders,
 )
+from magpie.embedding.registry import ModelRegistry
 
 pytestmark = pytest.mark.integration
+
+# GeM-pooled maps of the stages ending at blocks 4, 7, 10, 14, 15 and of the head, concatenated.
+STAGE_DIMS = (40, 80, 112, 192, 320, 1280)
+DIM = sum(STAGE_DIMS)  # 2024
 
 
 def scene(seed: int, size: tuple[int, int] = (320, 256)) -> Image.Image:
@@ -72,15 +78,15 @@ def originals() -> list[Image.Image]:
     return [scene(seed) for seed in range(6)]
 
 
-def test_vectors_are_unit_float32_rows_of_1280(embedder: OnnxImageEmbedder,
+def test_vectors_are_unit_float32_rows_of_2024(embedder: OnnxImageEmbedder,
                                                 originals: list[Image.Image]) -> None:
     vectors = embedder.embed(originals)
-    assert vectors.shape == (6, 1280) and embedder.dim == 1280
+    assert vectors.shape == (6, DIM) and embedder.dim == DIM
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert embedder.name == "efficientnet-lite0"
     assert embedder.version.endswith(efficientnet.PREPROCESSING)
-    assert embedder.embed([]).shape == (0, 1280)
+    assert embedder.embed([]).shape == (0, DIM)
 
 
 def test_embeddings_are_deterministic_and_batch_independent(
@@ -95,15 +101,51 @@ def test_onnx_agrees_with_the_torch_network(embedder: OnnxImageEmbedder,
                                             originals: list[Image.Image]) -> None:
     import torch
 
-    pixels = np.stack([fit_pad(image, 224) for image in originals])
+    pixels = embedder.pixels(originals)
     network = efficientnet._build_network("efficientnet-lite0", 224)
     with torch.inference_mode():
         expected = network(torch.from_numpy(pixels)).numpy()
-    got = embedder._session.run(None, {"images": pixels})[0]
+    got = embedder.features(pixels)
     assert np.abs(expected - got).max() < 1e-4
+    # Each stage's block is GeM-pooled, centred and normalised in the graph: unit length each.
+    bounds = np.cumsum((0, *STAGE_DIMS))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        np.testing.assert_allclose(np.linalg.norm(got[:, lo:hi], axis=1), 1.0, atol=1e-4)
     # And the embedder's output is exactly that, normalised.
     normalised = expected / np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(embedder.embed(originals), normalised, atol=1e-4)
+
+
+def test_the_stage_features_are_gem_of_the_torch_maps(embedder: OnnxImageEmbedder,
+                                                      originals: list[Image.Image]) -> None:
+    import torch
+
+    # Recompute the head's block from the raw torch network: GeM p=3, centred, L2.
+    network = efficientnet._build_network("efficientnet-lite0", 224, pooling="avg").net
+    pixels = embedder.pixels(originals[:2])
+    x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+    with torch.inference_mode():
+        head = network.extract_features(x).numpy()
+    gem = np.power(np.power(np.maximum(head, 1e-6), 3).mean(axis=(2, 3)), 1 / 3)
+    centred = gem - gem.mean(axis=1, keepdims=True)
+    expected = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    np.testing.assert_allclose(embedder.features(pixels)[:, -1280:], expected, atol=1e-4)
+
+
+def test_the_previous_average_pooled_graph_is_still_available(cache_dir: Path) -> None:
+    old = load_efficientnet(cache_dir, pooling="avg", trim=False)
+    assert old.dim == 1280 and old.version.endswith("fitpad-border-v1")
+    assert "-224-avg-" in old.path.name
+    with pytest.raises(ValueError, match="unknown pooling"):
+        ensure_onnx(cache_dir, pooling="max")
+
+
+def test_the_registry_default_serves_the_new_version(cache_dir: Path,
+                                                     embedder: OnnxImageEmbedder) -> None:
+    served = ModelRegistry(cache_dir).get()
+    assert (served.name, served.dim, served.version) == (embedder.name, DIM, embedder.version)
+    # A new graph and preprocessing: a new version, so `magpie reindex` re-embeds old catalogs.
+    assert served.version.endswith("-trim-fitpad-border-v2")
 
 
 @pytest.mark.parametrize("transform", [
@@ -123,6 +165,19 @@ def test_an_altered_copy_is_nearest_to_its_original(
     assert similarity.argmax(axis=1).tolist() == list(range(len(originals)))
 
 
+def test_copies_score_near_one_and_other_pictures_well_below(
+        embedder: OnnxImageEmbedder, originals: list[Image.Image]) -> None:
+    # Recommendations drop near-duplicates at cosine 0.95: the centred stage features must
+    # keep copies above that and different pictures well under it.
+    catalog = embedder.embed(originals)
+    halved = embedder.embed([im.resize((im.width // 2, im.height // 2)) for im in originals])
+    assert (np.sum(catalog * halved, axis=1) >= 0.97).all()
+    recoded = embedder.embed([jpeg(im, 60) for im in originals])
+    assert (np.sum(catalog * recoded, axis=1) >= 0.94).all()
+    others = (catalog @ catalog.T)[np.triu_indices(len(originals), 1)]
+    assert others.max() < 0.9
+
+
 def test_odd_images_are_handled(embedder: OnnxImageEmbedder) -> None:
     odd = [
         Image.new("RGBA", (64, 64), (0, 0, 0, 0)),  # fully transparent: white, not black
@@ -131,7 +186,7 @@ def test_odd_images_are_handled(embedder: OnnxImageEmbedder) -> None:
         scene(1).convert("P"),
     ]
     vectors = embedder.embed(odd)
-    assert vectors.shape == (4, 1280) and np.isfinite(vectors).all()
+    assert vectors.shape == (4, DIM) and np.isfinite(vectors).all()
     white = embedder.embed([Image.new("RGB", (64, 64), "white")])
     np.testing.assert_allclose(vectors[0], white[0], atol=1e-6)
 
@@ -145,6 +200,20 @@ def test_fit_pad_keeps_the_whole_image_and_pads_with_its_border() -> None:
     assert tuple(pixels[112, 0]) == tuple(pixels[112, 223]) == (255, 0, 0)  # nothing cropped
 
 
+def test_trim_borders_crops_to_the_product_and_leaves_photos_alone() -> None:
+    image = Image.new("RGB", (300, 200), (250, 250, 250))
+    ImageDraw.Draw(image).rectangle([100, 50, 139, 129], fill=(20, 90, 200))
+    assert trim_borders(image).size == (40, 80)
+    noisy = trim_borders(jpeg(image, 60))  # ringing reaches at most into the next 8x8 block
+    assert 40 <= noisy.width <= 56 and 80 <= noisy.height <= 96
+    photo = scene(2)  # gradient background: its border is not one colour
+    assert trim_borders(photo).size == photo.size
+    assert trim_borders(Image.new("RGB", (50, 50), "white")).size == (50, 50)
+    speck = Image.new("RGB", (50, 50), "white")
+    speck.putpixel((10, 10), (0, 0, 0))
+    assert trim_borders(speck).size == (50, 50)  # a speck is no product
+
+
 def test_a_second_load_reuses_the_cache(cache_dir: Path, embedder: OnnxImageEmbedder,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     def no_export(*args: object, **kwargs: object) -> None:
@@ -155,7 +224,8 @@ def test_a_second_load_reuses_the_cache(cache_dir: Path, embedder: OnnxImageEmbe
     assert again.path == embedder.path and again.version == embedder.version
     image = scene(3)
     np.testing.assert_array_equal(again.embed([image]), embedder.embed([image]))
-    assert [p.name for p in cache_dir.iterdir()] == [embedder.path.name]
+    assert embedder.path.name in [p.name for p in cache_dir.iterdir()]
+    assert not [p for p in cache_dir.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_cached_model_loads_without_torch(cache_dir: Path,
@@ -174,7 +244,7 @@ def test_a_cached_model_loads_without_torch(cache_dir: Path,
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "(1, 1280)"
+    assert done.stdout.strip() == f"(1, {DIM})"
 
 
 def test_without_torch_the_newest_export_of_the_model_serves(
@@ -201,5 +271,8 @@ def test_the_cache_key_follows_model_and_size() -> None:
     assert key.startswith("efficientnet-lite0-224-")
     assert key == efficientnet.cache_key("efficientnet-lite0", 224)
     assert key != efficientnet.cache_key("efficientnet-lite0", 256)
+    assert key.startswith("efficientnet-lite0-224-stages-")
+    assert efficientnet.cache_key("efficientnet-lite0", 224, "avg").startswith(
+        "efficientnet-lite0-224-avg-")
     with pytest.raises(ValueError, match="unknown EfficientNet-Lite model"):
         efficientnet.cache_key("efficientnet-b9")
