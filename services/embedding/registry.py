@@ -2,7 +2,10 @@
 
 A model spec is one of:
 - `efficientnet-lite0` (the default), `efficientnet-lite1`, `efficientnet-lite2`: packaged
-  weights, exported once to ONNX under `cache_dir`, served by onnxruntime;
+  weights, exported once to ONNX under `cache_dir`, served by onnxruntime; borders trimmed,
+  multi-stage GeM features (2,024-d for Lite0; see `models.efficientnet`). The version says
+  graph and preprocessing, so a catalog embedded by an earlier graph is re-embedded by
+  `magpie reindex`. Lite2 was no better on the retrieval benchmark at 2.5x the cost;
 - `sentence-transformers:<name or folder>` (or `st:<...>`): any sentence-transformers model
   that embeds images, e.g. `st:/models/clip-ViT-B-32`.
 """
