@@ -49,6 +49,7 @@ class Run:
     seconds: float
     cpu: dict[str, float] = field(default_factory=dict)
     machine: float = 0.0
+    query_ms: list[float] = field(default_factory=list)  # find-similar latencies, idle
 
     @property
     def rate(self) -> float:
@@ -68,7 +69,22 @@ async def _measure(url: str, base: str, ids: list[int], args: argparse.Namespace
         busy = machine_busy_seconds()
         bulk = await bulk_insert(client, base, ids, args.batch, args.concurrency)
         cpu = {k: cpu_seconds(p) - before[k] for k, p in pids.items()}
-    return Run(mode, bulk.ok, bulk.failed, bulk.seconds, cpu, machine_busy_seconds() - busy)
+        busy = machine_busy_seconds() - busy
+        latencies = await _queries(client, ids)
+    return Run(mode, bulk.ok, bulk.failed, bulk.seconds, cpu, busy, latencies)
+
+
+async def _queries(client: httpx.AsyncClient, ids: list[int], n: int = 200) -> list[float]:
+    """Find-similar latencies, one request at a time once the ingest is over: the cost of
+    the gateway → search hop in the distributed mode."""
+    out = []
+    for k in range(n):
+        started = time.perf_counter()
+        r = await client.get("/search", params={"im_name": f"item-{ids[k % len(ids)]}", "limit": 10})
+        out.append(1000 * (time.perf_counter() - started))
+        if r.json().get("status") != "OK":
+            raise RuntimeError(f"search failed: {r.text[:300]}")
+    return out
 
 
 async def _standalone(args: argparse.Namespace, tmp: Path, base: str, ids: list[int]) -> Run:
@@ -109,6 +125,10 @@ def _report(runs: list[Run], n: int) -> None:
               f" {r.ok / max(sum(r.cpu.values()), 1e-9):5.1f} images per CPU-second;"
               f" machine busy {r.machine / r.seconds:4.2f}")
     print("-" * 150)
+    print("find-similar over HTTP after the ingest, one at a time (ms):")
+    for r in runs:
+        q = sorted(r.query_ms)
+        print(f"  {r.mode:<34} p50 {q[len(q) // 2]:6.1f}   p99 {q[int(len(q) * 0.99) - 1]:6.1f}")
     print("CPU per image by process (ms):")
     for r in runs:
         parts = ", ".join(f"{k} {1000 * v / max(r.ok, 1):.1f}" for k, v in r.cpu.items())
