@@ -330,6 +330,9 @@ def main() -> None:
     if ingest_ms:
         print(row(f"find-similar during an ingest of {args.ingest} images", ingest_ms)
               + f"   ingest took {ingest_s:.0f} s, {ingest_failed} failed")
+        # One client in a loop: how many searches the ingest let through, and their mean.
+        print(f"  {'':<52} p90 {pct(ingest_ms, 90):7.2f} ms   mean {statistics.mean(ingest_ms):6.2f} ms"
+              f"   {len(ingest_ms) / ingest_s:.0f} searches/s meanwhile")
         print(row("find-similar, idle again right after", idle_after))
     print("raw engine (EdgeShard.query in this process, same queries):")
     print(row("query", raw["plain"]))
