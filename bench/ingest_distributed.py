@@ -11,7 +11,6 @@ which says where each service's cost lies and so how it scales.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import time
 from dataclasses import dataclass, field
