@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     sftp_enabled: bool = True
     sftp_host: str = ""
     sftp_port: int = Field(2222, ge=1, le=65535)
+    # Where merchants connect, when it differs from where the server listens (a container
+    # listening on 0.0.0.0 behind a published port). Empty/unset: the listen address.
+    sftp_public_host: str = ""
+    sftp_public_port: int | None = Field(None, ge=1, le=65535)
     # Generated on first start; default `<data_dir>/sftp_host_ed25519_key`.
     sftp_host_key: Path | None = None
     # A FULL feed that would remove more than this share of a catalog of at least
@@ -142,6 +146,14 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    def sftp_address(self, seen_as: str | None = None) -> tuple[str, int]:
+        """The SFTP host and port merchants connect to; a wildcard listen address becomes
+        `seen_as` (the host name the caller reached us by) when given."""
+        host = self.sftp_public_host or self.sftp_host or self.host
+        if not self.sftp_public_host and host in ("", "0.0.0.0", "::", "[::]") and seen_as:
+            host = seen_as
+        return host, self.sftp_public_port or self.sftp_port
 
     @property
     def resolved_database_url(self) -> str:

@@ -35,3 +35,15 @@ def test_bad_values_are_refused(monkeypatch, key, value):
     monkeypatch.setenv(key, value)
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
+
+
+def test_sftp_address_is_where_merchants_connect(monkeypatch):
+    for k in ("MAGPIE_HOST", "MAGPIE_SFTP_HOST", "MAGPIE_SFTP_PUBLIC_HOST", "MAGPIE_SFTP_PUBLIC_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("MAGPIE_SFTP_HOST", "0.0.0.0")
+    # A wildcard listen address is no address to give out: the caller's host name stands in.
+    assert Settings(_env_file=None).sftp_address("shop.example") == ("shop.example", 2222)
+    assert Settings(_env_file=None).sftp_address() == ("0.0.0.0", 2222)
+    monkeypatch.setenv("MAGPIE_SFTP_PUBLIC_HOST", "sftp.example")
+    monkeypatch.setenv("MAGPIE_SFTP_PUBLIC_PORT", "22022")
+    assert Settings(_env_file=None).sftp_address("shop.example") == ("sftp.example", 22022)

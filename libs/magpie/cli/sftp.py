@@ -18,7 +18,7 @@ AppOpt = typer.Option(..., "--app", help="Application id.")
 
 def _where() -> tuple[str, int, Path]:
     s = Settings()
-    return s.sftp_host or s.host, s.sftp_port, s.data_dir / "sftp"
+    return (*s.sftp_address(), s.data_dir / "sftp")
 
 
 def _with_app(app_id: str, account: int | None, fn):  # noqa: ANN001, ANN202

@@ -27,8 +27,7 @@ class PublicKeyIn(BaseModel):
 
 
 def _where(request: Request) -> tuple[str, int]:
-    settings = get_container(request).settings
-    return settings.sftp_host or settings.host, settings.sftp_port
+    return get_container(request).settings.sftp_address(request.url.hostname)
 
 
 def _feed_deps(request: Request) -> FeedDeps:

@@ -31,7 +31,6 @@ SFTP_MODES = (  # the mode, what it does; the file names come from sftp_uc.descr
 )
 SFTP_DONE = {"sftp-key-added": "SSH key added.", "sftp-key-removed": "SSH key removed.",
              "sftp-deleted": "SFTP account removed; the uploaded files and feeds stay."}
-WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
 
 def _deps(ctx: Ctx) -> Any:
@@ -48,11 +47,7 @@ async def _recent(ctx: Ctx) -> list[Any]:
 def _sftp_where(request: Request, ctx: Ctx) -> tuple[str, int]:
     """The SFTP host and port, as the admin API gives them; a wildcard listen address becomes
     the host name this page was opened with."""
-    settings = ctx.container.settings
-    host = settings.sftp_host or settings.host
-    if host in WILDCARD_HOSTS:
-        host = request.url.hostname or host
-    return host, settings.sftp_port
+    return ctx.container.settings.sftp_address(request.url.hostname)
 
 
 def _sftp_modes(info: dict[str, Any]) -> list[dict[str, Any]]:
