@@ -209,6 +209,10 @@ def test_trim_borders_crops_to_the_product_and_leaves_photos_alone() -> None:
     photo = scene(2)  # gradient background: its border is not one colour
     assert trim_borders(photo).size == photo.size
     assert trim_borders(Image.new("RGB", (50, 50), "white")).size == (50, 50)
+    big = Image.new("RGB", (2000, 1500), "white")  # found on a reduced copy, then widened
+    ImageDraw.Draw(big).rectangle([700, 400, 999, 899], fill=(0, 0, 0))
+    box = trim_borders(big).size
+    assert 300 <= box[0] <= 300 + 2 * 16 and 500 <= box[1] <= 500 + 2 * 16
     speck = Image.new("RGB", (50, 50), "white")
     speck.putpixel((10, 10), (0, 0, 0))
     assert trim_borders(speck).size == (50, 50)  # a speck is no product

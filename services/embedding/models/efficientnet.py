@@ -297,7 +297,10 @@ def border_colour(pixels: np.ndarray) -> np.ndarray:
 def trim_borders(image: Image, tolerance: int = TRIM_TOLERANCE) -> Image:
     """The RGB image cropped to the box of pixels that differ from its border colour."""
     rgb = to_rgb(image)
-    pixels = np.asarray(rgb)
+    # The box is found on a copy of at most ~256 px (box-filtered, so thin lines still show):
+    # scanning a full-size photo cost more than the model; the box is then widened by a step.
+    step = max(1, max(rgb.size) // 256)
+    pixels = np.asarray(rgb.reduce(step) if step > 1 else rgb)
     if pixels.shape[0] < 3 or pixels.shape[1] < 3:
         return rgb
     diff = np.abs(pixels.astype(np.int16) - border_colour(pixels).astype(np.int16)).max(axis=2)
@@ -308,6 +311,9 @@ def trim_borders(image: Image, tolerance: int = TRIM_TOLERANCE) -> Image:
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     if bottom - top < 4 or right - left < 4:
         return rgb  # a speck of noise is no product
+    if step > 1:
+        top, left = max(0, (top - 1) * step), max(0, (left - 1) * step)
+        bottom, right = min(rgb.height, (bottom + 1) * step), min(rgb.width, (right + 1) * step)
     return rgb.crop((int(left), int(top), int(right), int(bottom)))
 
 
