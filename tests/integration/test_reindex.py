@@ -23,8 +23,16 @@ from magpie.common.controlplane.schema_provider import AppSchema, SchemaProvider
 from magpie.common.ports.index import IndexPoint
 from magpie.common.storage.local import LocalObjectStore
 from magpie.embedding import bootstrap as embedding
+from magpie.embedding.app_projection import (
+    catalog_images,
+    fit_app_projection,
+    load_projection,
+    projected,
+    projection_key,
+)
 from magpie.embedding.batcher import EmbeddingBatcher
 from magpie.embedding.handlers import EmbedDeps, ModelHandle, _open, vector_key
+from magpie.embedding.projection import ProjectionError
 from magpie.embedding.registry import ModelRegistry, ModelSpec
 from magpie.embedding.reindex import ReindexAborted, ReindexDeps, model_id, rebuild_key, reindex
 from magpie.gateway.api.schemas import AppIn, FieldIn
@@ -344,3 +352,51 @@ async def test_a_resumed_rebuild_reports_items_it_can_no_longer_embed(catalog):
     assert result.rebuilt and [name for name, _ in result.failed] == ["item-7"]
     assert set(after) == set(before) - {"item-7"}  # the only way forward: reported, left out
     assert not await catalog.objects().exists(rebuild_key(catalog.app_id))
+
+
+# ---------------------------------------------------------------- catalog projection
+
+
+async def test_a_projection_fitted_on_the_stored_catalog_is_stored_and_reindexed_in(catalog):
+    """Fit from the application's stored images, store, then reindex through the projected
+    handle: a new model id and dimension (rebuild), every vector the projected raw vector."""
+    raw = FakeEmbedder("a", 16)  # the model the catalog was indexed with
+    index, objects = ScrollingEdgeIndex(catalog.data / "index"), catalog.objects()
+    await index.start()
+    try:
+        async with handle(raw) as model:
+            deps = ReindexDeps(index=index, objects=objects, model=model, schema=catalog.schema)
+            assert await load_projection(objects, catalog.app_id, model) is None
+            images = await catalog_images(catalog.app_id, deps)
+            assert len(images) == N
+            fitted = await fit_app_projection(catalog.app_id, deps, raw.embed,
+                                              views_per_image=2, dims=6, min_items=10)
+            assert (fitted.dim, fitted.kind) == (6, "learned-whitening")
+            stored = await load_projection(objects, catalog.app_id, model)
+            assert stored is not None and stored.digest == fitted.digest
+            assert await objects.exists(projection_key(catalog.app_id, model))
+            view = projected(model, stored)
+            assert view.version == f"fake-1+lw-{fitted.digest}"
+            result = await reindex(catalog.app_id, ReindexDeps(
+                index=index, objects=objects, model=view, schema=catalog.schema), page=5)
+        after = await points(index, catalog)
+    finally:
+        await index.stop()
+    assert result.rebuilt and result.total == N and not result.failed  # 16-d -> 6-d
+    for point in after.values():
+        assert point.payload[SYSTEM_KEY]["model"] == f"a@{view.version}"
+        expected = fitted.apply(await expected_vector(catalog, raw, point))
+        np.testing.assert_allclose(point.vector, expected, atol=1e-4)
+
+
+async def test_a_catalog_too_small_is_not_fitted(catalog):
+    index, objects = ScrollingEdgeIndex(catalog.data / "index"), catalog.objects()
+    await index.start()
+    try:
+        async with handle(FakeEmbedder("a", 16)) as model:
+            deps = ReindexDeps(index=index, objects=objects, model=model, schema=catalog.schema)
+            with pytest.raises(ProjectionError, match="too small"):
+                await fit_app_projection(catalog.app_id, deps, FakeEmbedder("a", 16).embed)
+            assert await load_projection(objects, catalog.app_id, model) is None
+    finally:
+        await index.stop()
