@@ -120,21 +120,6 @@ def _pixel_bytes(image: Any) -> int:
     return max(1, width * height * len(getattr(image, "getbands", lambda: "RGB")()))
 
 
-_shared_images: DecodedImages | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_decoded_images() -> DecodedImages:
-    """The process's hand-off between image-fetch and embedding (both run in one process in
-    the standalone mode; in the distributed mode each process has its own, always missed)."""
-    global _shared_images
-    with _shared_lock:
-        if _shared_images is None:
-            _shared_images = DecodedImages()
-        return _shared_images
-
-
-_ingest_executor: ThreadPoolExecutor | None = None
 # How much lower ingest threads run than serving ones. At nice 10 a busy ingest thread gets
 # about a tenth of a core a serving thread wants; it also yields to other processes on the
 # machine, which only matters on a shared one (ingest slows down, searches do not).
@@ -145,13 +130,10 @@ INGEST_NICE = 10
 BULK_WORK: ContextVar[bool] = ContextVar("magpie_bulk_work", default=False)
 
 
-def ingest_executor() -> ThreadPoolExecutor:
-    """The process's low-priority pool for ingest pixel work (one thread per core, at most 4)."""
-    global _ingest_executor
-    with _shared_lock:
-        if _ingest_executor is None:
-            _ingest_executor = low_priority_executor(min(4, os.cpu_count() or 1), "ingest-work")
-        return _ingest_executor
+def ingest_pool() -> ThreadPoolExecutor:
+    """A low-priority pool for ingest pixel work and model loading (one thread per core, at
+    most 4); a composition root builds one per process and shares it between the stages."""
+    return low_priority_executor(min(4, os.cpu_count() or 1), "ingest-work")
 
 
 def low_priority_executor(threads: int, name: str, nice: int = INGEST_NICE) -> ThreadPoolExecutor:

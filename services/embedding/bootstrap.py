@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
 from magpie.common.events.ingest import ImageReady
-from magpie.common.pipeline import ingest_executor
+from magpie.common.pipeline import ingest_pool
 from magpie.common.ports import Bus
 from magpie.common.service_runtime import Service
 from magpie.common.settings import Settings
@@ -19,8 +20,12 @@ GROUP = "embedding"
 class Models:
     """Loaded models by image type, each behind one shared batcher."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, executor: Executor | None = None) -> None:
         from magpie.embedding.registry import ModelRegistry
+
+        # Where models load: the process's low-priority ingest pool, whose priority
+        # onnxruntime's threads inherit (None: the loop's default threads).
+        self.executor = executor
 
         self.registry = ModelRegistry.from_settings(settings)
         self.max_batch = settings.embedding_batch_size
@@ -38,7 +43,7 @@ class Models:
             # Loaded on a low-priority thread: onnxruntime's pool threads inherit its
             # priority, so during an ingest the model yields the cores to searches.
             embedder = await asyncio.get_running_loop().run_in_executor(
-                ingest_executor(), self.registry.get, image_type)
+                self.executor, self.registry.get, image_type)
         key = (embedder.name, embedder.version)
         async with self._lock:
             handle = self._handles.get(key)
@@ -73,18 +78,20 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
     from magpie.common.controlplane.schema_provider import SchemaProvider
 
     engine, db = await open_database(settings)
-    objects, models = build_object_store(settings), Models(settings)
+    pool = ingest_pool()
+    objects, models = build_object_store(settings), Models(settings, executor=pool)
     bus = build_bus(settings, client_id="magpie-embedding")
     try:
         await objects.start()
         await models.for_type("general")
         subscribe(bus, EmbedDeps(model_for=models.for_type, objects=objects,
-                                 schemas=SchemaProvider(db), bus=bus))
+                                 schemas=SchemaProvider(db), bus=bus, executor=pool))
         await bus.start()
         yield Service("embedding", bus=bus, checks={"database": database_probe(engine),
                                                     "object_store": object_store_probe(objects)})
     finally:
         await bus.stop()  # first: in-flight records wait on the batchers
         await models.close()
+        pool.shutdown(wait=False)
         await objects.stop()
         await engine.dispose()

@@ -5,7 +5,7 @@ import asyncio
 import io
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,9 +15,7 @@ from magpie.common.events.ingest import ImageReady, ItemEmbedded, ItemOp
 from magpie.common.pipeline import (
     BULK_WORK,
     DecodedImages,
-    ingest_executor,
     report_failure,
-    shared_decoded_images,
 )
 from magpie.common.ports import Bus, ObjectStore
 
@@ -40,9 +38,9 @@ class EmbedDeps:
     schemas: SchemaProvider
     bus: Bus
     # Images image-fetch decoded in this process, by content hash (None: always read the store).
-    images: DecodedImages | None = field(default_factory=shared_decoded_images)
+    images: DecodedImages | None = None
     # Where a stored image is decoded when the hand-off missed: low-priority threads.
-    executor: Executor | None = field(default_factory=ingest_executor)
+    executor: Executor | None = None
 
     def __post_init__(self) -> None:
         if self.images is not None:

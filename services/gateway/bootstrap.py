@@ -42,6 +42,10 @@ class Container:
     analytics: AnalyticsStore
     fetcher: Any = None
     models: Any = None
+    # Standalone: image-fetch hands its decoded images to embedding, and both run their pixel
+    # work and the model on one low-priority pool (magpie.common.pipeline).
+    images: Any = None
+    ingest_pool: Any = None
     search: Any = None  # magpie.search.query.SearchDeps: the query side
     ready: bool = False
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -81,9 +85,11 @@ def wire_subscribers(c: Container) -> None:
 
     ingestion.subscribe(c.bus, c.ingest.store)
     image_fetch.subscribe(c.bus, FetchDeps(fetcher=c.fetcher, objects=c.objects, bus=c.bus,
-                                           min_side=c.settings.image_min_side))
+                                           min_side=c.settings.image_min_side, images=c.images,
+                                           executor=c.ingest_pool))
     embedding.subscribe(c.bus, EmbedDeps(model_for=c.models.for_type, objects=c.objects,
-                                         schemas=c.schemas, bus=c.bus))
+                                         schemas=c.schemas, bus=c.bus, images=c.images,
+                                         executor=c.ingest_pool))
     search.subscribe(c.bus, IndexDeps(index=c.index, schemas=c.schemas, bus=c.bus))
     analytics.subscribe(c.bus, c.analytics)
 
@@ -135,6 +141,7 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     if password:
         # Printed once, on the console only: it is not stored anywhere in clear.
         print(f"\n  Magpie initial owner: {settings.admin_email}  password: {password}\n", flush=True)
+    from magpie.common.pipeline import DecodedImages, ingest_pool
     from magpie.embedding.bootstrap import Models
     from magpie.image_fetch.bootstrap import build_fetcher
     from magpie.search.query import SearchDeps
@@ -142,10 +149,12 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     bus = build_bus(settings, client_id="magpie-gateway")
     schemas = SchemaProvider(db)
     index, analytics = query_side(settings)
+    pool = ingest_pool()
     c = Container(settings=settings, engine=engine, db=db, bus=bus, objects=build_object_store(settings),
                   schemas=schemas, ingest=IngestDeps(store=IngestStore(db), bus=bus, schemas=schemas),
                   index=index, analytics=analytics,
-                  fetcher=build_fetcher(settings), models=Models(settings))
+                  fetcher=build_fetcher(settings), models=Models(settings, executor=pool),
+                  images=None if settings.distributed else DecodedImages(), ingest_pool=pool)
     await c.objects.start()
     await c.analytics.start()
     await c.index.start()
@@ -186,6 +195,7 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
         await c.bus.stop()
         await c.analytics.stop()
         await c.models.close()
+        pool.shutdown(wait=False)
         await c.fetcher.stop()
         await c.index.stop()
         await c.objects.stop()

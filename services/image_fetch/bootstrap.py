@@ -44,15 +44,19 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
     """The image-fetch stage alone (`magpie run image-fetch`): no database, no model."""
     from magpie.common.adapters import build_bus, build_object_store, object_store_probe
 
-    objects, fetcher = build_object_store(settings), build_fetcher(settings)
+    from magpie.common.pipeline import ingest_pool
+
+    objects, fetcher, pool = build_object_store(settings), build_fetcher(settings), ingest_pool()
     bus = build_bus(settings, client_id="magpie-image-fetch")
     await objects.start()
     await fetcher.start()
-    subscribe(bus, FetchDeps(fetcher=fetcher, objects=objects, bus=bus, min_side=settings.image_min_side))
+    subscribe(bus, FetchDeps(fetcher=fetcher, objects=objects, bus=bus, min_side=settings.image_min_side,
+                             executor=pool))
     try:
         await bus.start()
         yield Service("image-fetch", bus=bus, checks={"object_store": object_store_probe(objects)})
     finally:
         await bus.stop()  # first: in-flight downloads still need the fetcher and the store
         await fetcher.stop()
+        pool.shutdown(wait=False)
         await objects.stop()

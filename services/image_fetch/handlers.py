@@ -5,16 +5,14 @@ import asyncio
 import io
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from magpie.common.errors import MagpieError
 from magpie.common.events.control import ApplicationDeleted
 from magpie.common.events.ingest import ImageReady, ItemAccepted, ItemOp
 from magpie.common.pipeline import (
     DecodedImages,
-    ingest_executor,
     report_failure,
-    shared_decoded_images,
 )
 from magpie.common.ports import Bus, ObjectStore
 from magpie.image_fetch.colors import dominant_colors
@@ -39,9 +37,9 @@ class FetchDeps:
     bus: Bus
     min_side: int = 32
     # Hand-off of the decoded image to embedding in this process (None: no hand-off).
-    images: DecodedImages | None = field(default_factory=shared_decoded_images)
+    images: DecodedImages | None = None
     # Where decoding and resizing run: low-priority threads, so searches go first.
-    executor: Executor | None = field(default_factory=ingest_executor)
+    executor: Executor | None = None
 
 
 async def on_application_deleted(event: ApplicationDeleted, objects: ObjectStore) -> None:
