@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import Executor
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,19 +10,25 @@ from functools import partial
 
 from magpie.common.events.ingest import ImageReady
 from magpie.common.pipeline import ingest_pool
-from magpie.common.ports import Bus
+from magpie.common.ports import Bus, ObjectStore
 from magpie.common.service_runtime import Service
 from magpie.common.settings import Settings
 from magpie.embedding.handlers import EmbedDeps, ModelHandle, on_image_ready
 
 GROUP = "embedding"
+PROJECTION_TTL_S = 30.0  # how stale a process's view of an application's projection may be
 
 
 class Models:
     """Loaded models by image type, each behind one shared batcher."""
 
-    def __init__(self, settings: Settings, executor: Executor | None = None) -> None:
+    def __init__(self, settings: Settings, executor: Executor | None = None,
+                 objects: ObjectStore | None = None) -> None:
         from magpie.embedding.registry import ModelRegistry
+
+        # Where applications' projections are stored (None: no projections, raw models).
+        self.objects = objects
+        self._projected: dict[tuple[str, str, str], tuple[float, ModelHandle]] = {}
 
         # Where models load: the process's low-priority ingest pool, whose priority
         # onnxruntime's threads inherit (None: the loop's default threads).
@@ -53,6 +60,23 @@ class Models:
                 handle = self._handles[key] = ModelHandle(embedder.name, embedder.version, batcher.embed)
         return handle
 
+    async def for_app(self, app_id: str, image_type: str) -> ModelHandle:
+        """The model an application's vectors come from: its image type's model, through the
+        projection fitted on its catalog when it has one (`magpie projection fit`)."""
+        from magpie.embedding.app_projection import load_projection, projected
+
+        base = await self.for_type(image_type)
+        if self.objects is None:
+            return base
+        key, now = (app_id, base.name, base.version), time.monotonic()
+        hit = self._projected.get(key)
+        # Re-read now and then: a refit (server stopped, like reindex) or another process's
+        # fit shows up without a restart; between reads every item gets the same handle.
+        if hit is None or now - hit[0] > PROJECTION_TTL_S:
+            projection = await load_projection(self.objects, app_id, base)
+            hit = self._projected[key] = (now, base if projection is None else projected(base, projection))
+        return hit[1]
+
     async def close(self) -> None:
         """Finish queued embeddings and stop the batchers."""
         for batcher in self._batchers:
@@ -79,13 +103,15 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
 
     engine, db = await open_database(settings)
     pool = ingest_pool()
-    objects, models = build_object_store(settings), Models(settings, executor=pool)
+    objects = build_object_store(settings)
+    models = Models(settings, executor=pool, objects=objects)
     bus = build_bus(settings, client_id="magpie-embedding")
     try:
         await objects.start()
         await models.for_type("general")
         subscribe(bus, EmbedDeps(model_for=models.for_type, objects=objects,
-                                 schemas=SchemaProvider(db), bus=bus, executor=pool))
+                                 schemas=SchemaProvider(db), bus=bus, executor=pool,
+                                 app_model=models.for_app))
         await bus.start()
         yield Service("embedding", bus=bus, checks={"database": database_probe(engine),
                                                     "object_store": object_store_probe(objects)})

@@ -41,6 +41,9 @@ class EmbedDeps:
     images: DecodedImages | None = None
     # Where a stored image is decoded when the hand-off missed: low-priority threads.
     executor: Executor | None = None
+    # (app_id, image type) → the application's model, its catalog projection applied when it
+    # has one; None: `model_for` alone.
+    app_model: Callable[[str, str], Awaitable[ModelHandle]] | None = None
 
     def __post_init__(self) -> None:
         if self.images is not None:
@@ -71,7 +74,8 @@ async def on_image_ready(event: ImageReady, deps: EmbedDeps) -> None:
         schema = await deps.schemas.get(event.app_id, max_age_s=5.0)
     except NotFound:
         return  # the application was deleted meanwhile: nothing to index
-    model = await deps.model_for(schema.image_type)
+    model = (await deps.app_model(event.app_id, schema.image_type) if deps.app_model is not None
+             else await deps.model_for(schema.image_type))
     # Bulk work: a batcher shared with the search API serves its requests first.
     token = BULK_WORK.set(True)
     try:

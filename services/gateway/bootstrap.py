@@ -89,7 +89,7 @@ def wire_subscribers(c: Container) -> None:
                                            executor=c.ingest_pool))
     embedding.subscribe(c.bus, EmbedDeps(model_for=c.models.for_type, objects=c.objects,
                                          schemas=c.schemas, bus=c.bus, images=c.images,
-                                         executor=c.ingest_pool))
+                                         executor=c.ingest_pool, app_model=c.models.for_app))
     search.subscribe(c.bus, IndexDeps(index=c.index, schemas=c.schemas, bus=c.bus))
     analytics.subscribe(c.bus, c.analytics)
 
@@ -150,10 +150,11 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     schemas = SchemaProvider(db)
     index, analytics = query_side(settings)
     pool = ingest_pool()
-    c = Container(settings=settings, engine=engine, db=db, bus=bus, objects=build_object_store(settings),
+    objects = build_object_store(settings)
+    c = Container(settings=settings, engine=engine, db=db, bus=bus, objects=objects,
                   schemas=schemas, ingest=IngestDeps(store=IngestStore(db), bus=bus, schemas=schemas),
                   index=index, analytics=analytics,
-                  fetcher=build_fetcher(settings), models=Models(settings, executor=pool),
+                  fetcher=build_fetcher(settings), models=Models(settings, executor=pool, objects=objects),
                   images=None if settings.distributed else DecodedImages(), ingest_pool=pool)
     await c.objects.start()
     await c.analytics.start()

@@ -53,7 +53,7 @@ class SearchDeps:
 
     index: VectorIndex
     schemas: SchemaProvider
-    models: Any  # .for_type(image_type) -> ModelHandle with async embed(PIL image)
+    models: Any  # .for_app(app_id, image_type) -> ModelHandle with async embed(PIL image)
     fetcher: Any  # ImageFetcher: im_url downloads under the network policy
     objects: ObjectStore
     min_side: int = 32
@@ -310,7 +310,7 @@ async def upload_search(deps: SearchDeps, app_id: str, params: SearchParams,
 async def query_vector(deps: SearchDeps, app_id: str, schema: AppSchema, params: SearchParams,
                        upload: bytes | None) -> tuple[list[float], str]:
     """The embedding of the query image (or its box) and the im_id that finds it again."""
-    model = await deps.models.for_type(schema.image_type)
+    model = await deps.models.for_app(app_id, schema.image_type)
     box, save = params.box, True
     if params.im_id:
         im_id, save = params.im_id, False

@@ -60,7 +60,7 @@ class Models:
         self.embedder, self.calls = embedder, 0
         self.handle = ModelHandle(embedder.name, embedder.version, embed)
 
-    async def for_type(self, image_type: str) -> ModelHandle:
+    async def for_app(self, app_id: str, image_type: str) -> ModelHandle:
         self.calls += 1
         return self.handle
 

@@ -6,6 +6,7 @@ import typer
 from magpie.cli.analytics import analytics_cli
 from magpie.cli.apps import apps_cli, keys_cli
 from magpie.cli.members import members_cli
+from magpie.cli.projection import projection_cli
 from magpie.cli.reindex import reindex
 from magpie.cli.run import run
 from magpie.cli.schema import schema_cli
@@ -24,6 +25,7 @@ app.add_typer(schema_cli, name="schema")
 app.add_typer(members_cli, name="members")
 app.add_typer(analytics_cli, name="analytics")
 app.add_typer(sftp_cli, name="sftp")
+app.add_typer(projection_cli, name="projection")
 app.command("reindex")(reindex)
 app.command("demo")(demo)
 app.command("run")(run)

@@ -98,7 +98,8 @@ async def _run(db, app_id: str, force: bool, page: int):  # noqa: ANN001, ANN202
     models = None
     try:
         await _open_index(index, app_id)  # before loading the model: fail fast if the server runs
-        models, model = await _load_model(settings, schema.image_type)
+        # The application's model as its searches see it: through its projection, if fitted.
+        models, model = await _load_model(settings, schema.image_type, app_id, objects)
         deps = ReindexDeps(index=index, objects=objects, model=model, schema=schema,
                            names=lambda: IngestStore(db).catalog_names(app_id))
         return await _with_bars(app_id, deps, force, page)
@@ -144,12 +145,15 @@ async def _open_index(index, app_id: str) -> None:  # noqa: ANN001
         raise
 
 
-async def _load_model(settings, image_type: str):  # noqa: ANN001, ANN202 - (Models, ModelHandle)
+async def _load_model(settings, image_type: str, app_id: str | None = None,  # noqa: ANN001, ANN202
+                      objects=None):  # noqa: ANN001 - (Models, ModelHandle)
+    """The raw model of `image_type`, or with `app_id` (and its object store) the model
+    that application's vectors come from, projection included."""
     from magpie.embedding.bootstrap import Models
 
     try:
-        models = Models(settings)
-        return models, await models.for_type(image_type)
+        models = Models(settings, objects=objects)
+        return models, (await models.for_app(app_id, image_type) if app_id else await models.for_type(image_type))
     except (ImportError, ValueError) as exc:  # a bad spec, or weights that are not installed
         raise ModelUnavailable(f"Cannot load the embedding model: {exc}") from None
 

@@ -1,0 +1,107 @@
+"""`magpie projection` on a real server's data: fit on the stored catalog, then the running
+server embeds new items and upload searches through the projection; drop moves back."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.fixtures.catalog import encode, scene, serve_files
+from tests.fixtures.server import ADMIN_EMAIL, new_application, pipeline_env, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+N = 200  # the fewest items a projection is fitted on
+
+
+def cli(data_dir, model_cache, *args):  # noqa: ANN001, ANN201
+    env = {**os.environ, "MAGPIE_DATA_DIR": str(data_dir), "MAGPIE_ADMIN_EMAIL": ADMIN_EMAIL,
+           **pipeline_env(model_cache)}
+    return subprocess.run([sys.executable, "-m", "magpie.cli.main", "projection", *args],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def wait_done(url, auth, trans_id, timeout=180):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = httpx.get(f"{url}/insert/status/{trans_id}", auth=auth).json()["result"][0]
+        if result["processed_percent"] == 100:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"transaction {trans_id} not done in {timeout}s")
+
+
+def insert(url, auth, images, names):  # noqa: ANN001, ANN201
+    form = {}
+    for i, name in enumerate(names):
+        form[f"im_name[{i}]"], form[f"im_url[{i}]"] = name, f"{images}/{name}.jpg"
+    return wait_done(url, auth, httpx.post(f"{url}/insert", data=form, auth=auth).json()["trans_id"])
+
+
+def model_of(url, auth, name):  # noqa: ANN001, ANN201
+    return httpx.get(f"{url}/v1/items/{name}", auth=auth).json()["result"][0]["model"]
+
+
+def test_projection_fit_serve_and_drop(tmp_path, model_cache):
+    data = tmp_path / "data"
+    pictures = {f"p{i}.jpg": encode(scene(5000 + i), "JPEG", quality=90) for i in range(N + 1)}
+    with serve_files(pictures) as images:
+        server = start_server(data, pipeline_env(model_cache), timeout=120)
+        try:
+            app = new_application(server.url, "Projection")
+            auth = (app["access_key"], app["secret_key"])
+            for start in range(0, N, 100):
+                done = insert(server.url, auth, images, [f"p{i}" for i in range(start, start + 100)])
+                assert done["success_count"] == 100, done
+            raw_model = model_of(server.url, auth, "p7")
+        finally:
+            stop_server(server)
+
+        small = cli(data, model_cache, "show", "--app", app["app_id"])
+        assert small.returncode == 0 and json.loads(small.stdout)["projection"] is None
+        fit = cli(data, model_cache, "fit", "--app", app["app_id"], "--views", "2", "--dims", "64")
+        assert fit.returncode == 0, fit.stderr
+        fitted = json.loads(fit.stdout)
+        assert (fitted["dim"], fitted["total"], fitted["rebuilt"], fitted["failed"]) == (64, N, True, [])
+        assert fitted["model"] == f"{raw_model}+lw-{fitted['projection']}"
+        shown = json.loads(cli(data, model_cache, "show", "--app", app["app_id"]).stdout)
+        assert shown["projection"]["digest"] == fitted["projection"] and shown["projection"]["dim"] == 64
+
+        server = start_server(data, pipeline_env(model_cache), timeout=120)
+        try:
+            assert model_of(server.url, auth, "p7") == fitted["model"]
+            # A new item is embedded through the projection, or its 64-d index refuses it.
+            assert insert(server.url, auth, images, [f"p{N}"])["success_count"] == 1
+            assert model_of(server.url, auth, f"p{N}") == fitted["model"]
+            # An upload search embeds its query the same way: the item finds itself first.
+            found = httpx.post(f"{server.url}/uploadsearch", auth=auth, data={"score": "true"},
+                               files={"image": ("q.jpg", pictures["p7.jpg"], "image/jpeg")}).json()
+            assert found["status"] == "OK", found
+            assert found["result"][0]["im_name"] == "p7" and found["result"][0]["score"] > 0.99
+            similar = httpx.get(f"{server.url}/search", auth=auth, params={"im_name": "p7"}).json()
+            assert similar["status"] == "OK" and len(similar["result"]) == 10
+        finally:
+            stop_server(server)
+
+    dropped = cli(data, model_cache, "drop", "--app", app["app_id"])
+    assert dropped.returncode == 0, dropped.stderr
+    back = json.loads(dropped.stdout)
+    assert back["dropped"] and back["rebuilt"] and back["model"] == raw_model and not back["failed"]
+    assert json.loads(cli(data, model_cache, "show", "--app", app["app_id"]).stdout)["projection"] is None
+
+
+def test_projection_refuses_a_small_catalog_and_a_running_server(tmp_path, model_cache):
+    data = tmp_path / "data"
+    server = start_server(data, pipeline_env(model_cache), timeout=120)
+    try:
+        app = new_application(server.url, "Small")
+        with serve_files({"p0.jpg": encode(scene(1), "JPEG")}) as images:
+            assert insert(server.url, (app["access_key"], app["secret_key"]), images, ["p0"])["success_count"] == 1
+        running = cli(data, model_cache, "fit", "--app", app["app_id"])
+        assert running.returncode == 1 and "stop `magpie serve`" in running.stderr
+    finally:
+        stop_server(server)
+    small = cli(data, model_cache, "fit", "--app", app["app_id"])
+    assert small.returncode == 1 and "too small" in small.stderr.lower(), small.stderr
