@@ -101,7 +101,7 @@ def query_side(settings: Settings) -> tuple[VectorIndex, AnalyticsStore]:
     service over HTTP (chdb has one owner), or ClickHouse directly when told so.
 
     Upload search embeds its query image in the gateway either way: the image is already
-    here (up to 10 MB, decoded and stored under its im_id), only a 1,280-float vector then
+    here (up to 10 MB, decoded and stored under its im_id), only a 2,024-float vector then
     crosses the network, search replicas stay small and fast, and the CPU it costs scales
     with the gateways that receive the uploads.
     """
