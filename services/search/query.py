@@ -28,6 +28,7 @@ from magpie.common.errors import (
 )
 from magpie.common.filters import Filter
 from magpie.common.ports import ObjectStore, VectorIndex
+from magpie.common.ports.index import Hit
 from magpie.search import query_image
 from magpie.search.cache import RefreshingCache
 from magpie.search.arrange import Group, group_hits, sort_hits
@@ -43,6 +44,7 @@ SCHEMA_TTL_S = 2.0  # a schema change reaches searches this long after (and one 
 VECTOR_CACHE_SIZE = 512  # query vectors by im_id: paging needs no second embedding
 RECOMMEND_POOL_MIN = 100  # candidates MMR chooses from, at least
 SCORE_SLACK = 1e-5
+TIE_SLACK = 8  # results fetched past a page's end so that ties across it are ordered
 VOCABULARY_TTL_S = 30.0  # a new word is matched fuzzily this long after it is indexed
 VOCABULARY_PAGE = 1000  # points per scroll page while a vocabulary is read
 
@@ -176,6 +178,12 @@ class Ranked:
     groups: list[Group] | None = None  # with group_by: the page's groups (hits is their items)
 
 
+def in_stable_order(hits: list[Hit]) -> list[Hit]:
+    """Best first, equal scores by im_name: the same order on every call, so pages never
+    overlap."""
+    return sorted(hits, key=lambda h: (-h.score, h.im_name))
+
+
 def engine_threshold(params: SearchParams) -> float | None:
     """The engine's cut for score_min, a hair low (the exact bound is applied afterwards)."""
     # So float rounding in the engine never loses a result that lies on the bound.
@@ -186,13 +194,18 @@ async def ranked_page(index: VectorIndex, collection: str, vector: Sequence[floa
                       params: SearchParams, flt: Filter, exclude: Sequence[str] = ()) -> Ranked:
     """A page of the nearest items, under the filter and the score bounds."""
     if not params.scored_window and not params.arranged:
-        hits = await index.search(collection, vector, limit=params.limit, offset=params.offset,
-                                  filter=flt, exclude=exclude)
-        if 0 < len(hits) < params.limit or (not hits and not params.offset):
-            return Ranked(hits, params.offset + len(hits))  # it ends on this page: no count
+        # From the top, not by the engine's offset: the engine orders equal scores (copies of
+        # one image) arbitrarily per call, so a tie on a page boundary would show one item on
+        # two pages and skip another. A few more than the page settle ties across its end.
+        want = params.offset + params.limit + TIE_SLACK
+        ranked = in_stable_order(await index.search(collection, vector, limit=want, filter=flt,
+                                                    exclude=exclude))
+        hits = ranked[params.offset:params.offset + params.limit]
+        if len(ranked) < want:
+            return Ranked(hits, min(len(ranked), MAX_RESULTS))  # every result is here: no count
         return Ranked(hits, min(await index.count(collection, flt, exclude), MAX_RESULTS))
-    window = await index.search(collection, vector, limit=MAX_RESULTS, filter=flt,
-                                exclude=exclude, score_threshold=engine_threshold(params))
+    window = in_stable_order(await index.search(collection, vector, limit=MAX_RESULTS, filter=flt,
+                                                exclude=exclude, score_threshold=engine_threshold(params)))
     window = within_scores(window, params.score_min, params.score_max)
     if params.dedup:
         window = dedup_by_score(window, params.dedup_score_threshold)
