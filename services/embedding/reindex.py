@@ -16,37 +16,20 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from magpie.common.controlplane.schema_provider import AppSchema
 from magpie.common.errors import MagpieError, NotFound
 from magpie.common.events.control import FieldSpec
 from magpie.common.ports import IndexPoint, ObjectStore, VectorIndex
+from magpie.common.progress import Progress, Quiet
 from magpie.embedding.handlers import ModelHandle, _open, vector_key
 from magpie.search.handlers import SYSTEM_KEY
 from PIL import Image
 
 PAGE = 64  # points per page: two pages in flight keep a 32-image batcher busy
 PAGES_IN_FLIGHT = 2
-
-
-class Progress(Protocol):
-    """Where progress goes (the CLI draws bars); every method may be a no-op."""
-
-    def phase(self, name: str, total: int) -> None:
-        """A phase of `total` points starts."""
-
-    def advance(self, n: int) -> None:
-        """`n` more points of the current phase are done."""
-
-
-class _Quiet:
-    def phase(self, name: str, total: int) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
 
 
 @dataclass
@@ -97,7 +80,7 @@ async def reindex(app_id: str, deps: ReindexDeps, *, force: bool = False, page: 
     `force` re-embeds points already on the model too (cached vectors are still used: they
     come from the same model and the same image bytes).
     """
-    progress = progress or _Quiet()
+    progress = progress or Quiet()
     result = ReindexResult(app_id, model_id(deps.model))
     saved = await _load_rebuild(deps.objects, app_id)
     if saved is not None:  # an interrupted rebuild: the save is the catalog now

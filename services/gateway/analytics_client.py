@@ -13,40 +13,17 @@ from typing import Any
 import httpx
 
 from magpie.common.errors import Unavailable
+from magpie.common.internal_client import InternalClient
 from magpie.common.events.analytics import EventTracked, SearchServed
 from magpie.common.ports.analytics import ExportFormat, IngestLogRow, ReportQuery, Table
 
 PREFIX = "/internal/v1/analytics"
 
 
-class AnalyticsServiceClient:
+class AnalyticsServiceClient(InternalClient):
     """Analytics store reads answered by the analytics service."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0, token: str | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._timeout = timeout_s
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._transport = transport  # None: the network; an ASGI transport runs it in-process
-        self._client: httpx.AsyncClient | None = None
-
-    async def start(self) -> None:
-        """Open the connection pool."""
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout,
-                                         headers=self._headers, transport=self._transport)
-
-    async def stop(self) -> None:
-        """Close the pool."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def ping(self) -> bool:
-        """Whether the analytics service is ready."""
-        try:
-            return (await self._http().get("/ready")).status_code == 200
-        except (httpx.HTTPError, Unavailable):
-            return False
+    service = "analytics"
 
     # --- what the gateway reads ---------------------------------------------------------
     async def event_funnel(self, q: ReportQuery) -> Table:
@@ -114,11 +91,6 @@ class AnalyticsServiceClient:
         raise RuntimeError("application deletions reach analytics over the bus")
 
     # --- transport ----------------------------------------------------------------------
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise Unavailable("the analytics client is not started")
-        return self._client
-
     async def _table(self, name: str, q: ReportQuery) -> Table:
         body = await self._aggregate(name, q)
         return Table(rows=body["rows"], totals=body.get("totals"))

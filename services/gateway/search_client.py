@@ -15,42 +15,21 @@ import httpx
 from magpie.common.errors import Unavailable
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import Filter
+from magpie.common.internal_client import InternalClient
 from magpie.common.ports.index import FacetCount, Hit, IndexPoint, ScrollPage
 from magpie.search import wire
 
 
-class SearchServiceIndex:
+class SearchServiceIndex(InternalClient):
     """Index reads answered by the search service's internal API (magpie.search.http_api)."""
+
+    service = "search"
 
     def __init__(self, base_url: str, *, timeout_s: float = 10.0, token: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._timeout = timeout_s
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._transport = transport  # None: the network; an ASGI transport runs it in-process
-        self._client: httpx.AsyncClient | None = None
+        super().__init__(base_url, timeout_s=timeout_s, token=token, transport=transport,
+                         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
 
-    async def start(self) -> None:
-        """Open the connection pool (connections are made on first use)."""
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=self._timeout, headers=self._headers,
-            transport=self._transport,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
-
-    async def stop(self) -> None:
-        """Close the pool."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def ping(self) -> bool:
-        """Whether the search service answers its readiness probe."""
-        try:
-            return (await self._http().get("/ready")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    # --- reads --------------------------------------------------------------------------
     async def get(self, app_id: str, im_name: str) -> IndexPoint | None:
         """One point with its vector, or None."""
         return wire.point_in((await self._call(app_id, "get", {"im_name": im_name}))["point"])
@@ -120,11 +99,6 @@ class SearchServiceIndex:
         raise _write("drop")
 
     # --- transport ----------------------------------------------------------------------
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise Unavailable("the search client is not started")
-        return self._client
-
     async def _call(self, collection: str, op: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             response = await self._http().post(f"{wire.PREFIX}/{collection}/{op}", json=body)

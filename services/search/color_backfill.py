@@ -12,33 +12,16 @@ import asyncio
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from magpie.common.errors import MagpieError, NotFound
 from magpie.common.events.control import FieldSpec
 from magpie.common.ports import IndexPoint, ObjectStore, VectorIndex
+from magpie.common.progress import Progress, Quiet
 from magpie.search.colors import COLOR_DIM, color_collection, item_color_vector
 from magpie.search.handlers import SYSTEM_KEY
 
 PAGE = 128  # points per scroll page; their images are read and quantised together
-
-
-class Progress(Protocol):
-    """Where progress goes (the CLI draws a bar); every method may be a no-op."""
-
-    def phase(self, name: str, total: int) -> None:
-        """A phase of `total` points starts."""
-
-    def advance(self, n: int) -> None:
-        """`n` more points of the current phase are done."""
-
-
-class _Quiet:
-    def phase(self, name: str, total: int) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
 
 
 @dataclass
@@ -57,7 +40,7 @@ async def backfill_colors(app_id: str, index: VectorIndex, objects: ObjectStore,
                           fields: Sequence[FieldSpec], *, page: int = PAGE,
                           progress: Progress | None = None) -> BackfillResult:
     """Extract missing dominant colours and fill the colour collection; see the module."""
-    progress, result = progress or _Quiet(), BackfillResult(app_id)
+    progress, result = progress or Quiet(), BackfillResult(app_id)
     colors = color_collection(app_id)
     await index.ensure_collection(colors, COLOR_DIM, fields)
     present = await _names(index, colors)
