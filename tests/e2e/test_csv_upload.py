@@ -1,11 +1,10 @@
 """CSV upload through a real server: proposal, confirmation, one transaction with per-line errors."""
-import time
 
 import httpx
 import pytest
 
 from tests.fixtures.images import serve
-from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD, wait_transaction
 
 pytestmark = pytest.mark.e2e
 
@@ -31,17 +30,6 @@ def new_app(server, admin, name):
 def upload(server, auth, text):
     return httpx.post(f"{server.url}/v1/uploads", auth=auth, files={"file": ("feed.csv", text.encode(), "text/csv")},
                       timeout=30)
-
-
-def wait_done(server, auth, trans_id, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = httpx.get(f"{server.url}/insert/status/{trans_id}", auth=auth, params={"error_limit": 50}).json()
-        assert st["status"] == "OK", st
-        if st["result"][0]["processed_percent"] == 100:
-            return st["result"][0]
-        time.sleep(0.3)
-    raise AssertionError(f"transaction {trans_id} not done in {timeout}s: {st}")
 
 
 def test_no_schema_proposal_confirm_and_per_line_errors(server, admin, images):
@@ -73,7 +61,7 @@ def test_no_schema_proposal_confirm_and_per_line_errors(server, admin, images):
     schema = httpx.get(f"{server.url}/admin/v1/apps/{app['app_id']}/schema", headers=admin).json()
     assert [f["name"] for f in schema["fields"]] == ["brand", "price"]
 
-    result = wait_done(server, auth, confirmed["trans_id"])
+    result = wait_transaction(server.url, auth, confirmed["trans_id"])
     assert (result["total"], result["success_count"], result["fail_count"]) == (8, 2, 6), result
     errors = {e["im_name"]: (e["error_code"], e["error_message"]) for e in result["error_list"]}
     assert errors["nourl"] == (108, "Line 6: Missing im_url.")
@@ -98,7 +86,7 @@ def test_app_with_schema_processes_at_once(server, admin, images):
     body = upload(server, auth, f"im_name,im_url,brand,colour\nx,{images}/ok/x.jpg,Acme,red\n"
                                 f"y,{images}/ok/y.gif,Acme,blue\n").json()
     assert body["state"] == "processing" and body["ignored_columns"] == ["colour"], body
-    result = wait_done(server, auth, body["trans_id"])
+    result = wait_transaction(server.url, auth, body["trans_id"])
     assert (result["total"], result["success_count"], result["fail_count"]) == (2, 2, 0), result
     listed = httpx.get(f"{server.url}/v1/transactions", auth=auth).json()["result"]
     assert [(t["trans_id"], t["source"]) for t in listed] == [(body["trans_id"], "csv")]

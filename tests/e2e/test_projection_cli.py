@@ -4,13 +4,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from tests.fixtures.catalog import encode, scene, serve_files
-from tests.fixtures.server import ADMIN_EMAIL, new_application, pipeline_env, start_server, stop_server
+from tests.fixtures.server import (
+    ADMIN_EMAIL,
+    new_application,
+    pipeline_env,
+    start_server,
+    stop_server,
+    wait_transaction,
+)
 
 pytestmark = pytest.mark.e2e
 N = 200  # the fewest items a projection is fitted on
@@ -23,21 +29,11 @@ def cli(data_dir, model_cache, *args):  # noqa: ANN001, ANN201
                           env=env, capture_output=True, text=True, timeout=600)
 
 
-def wait_done(url, auth, trans_id, timeout=180):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = httpx.get(f"{url}/insert/status/{trans_id}", auth=auth).json()["result"][0]
-        if result["processed_percent"] == 100:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"transaction {trans_id} not done in {timeout}s")
-
-
 def insert(url, auth, images, names):  # noqa: ANN001, ANN201
     form = {}
     for i, name in enumerate(names):
         form[f"im_name[{i}]"], form[f"im_url[{i}]"] = name, f"{images}/{name}.jpg"
-    return wait_done(url, auth, httpx.post(f"{url}/insert", data=form, auth=auth).json()["trans_id"])
+    return wait_transaction(url, auth, httpx.post(f"{url}/insert", data=form, auth=auth).json()["trans_id"])
 
 
 def model_of(url, auth, name):  # noqa: ANN001, ANN201

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from tests.fixtures.server import (
     ADMIN_PASSWORD,
     pipeline_env,
     start_server,
+    wait_transaction,
     stop_server,
 )
 
@@ -29,16 +29,6 @@ def reindex_cli(data_dir, model_cache, app_id, *args, model=None):  # noqa: ANN0
            **pipeline_env(model_cache), **({"MAGPIE_EMBEDDING_MODEL": model} if model else {})}
     return subprocess.run([sys.executable, "-m", "magpie.cli.reindex", "--app", app_id, *args],
                           env=env, capture_output=True, text=True, timeout=600)
-
-
-def wait_done(url, auth, trans_id, timeout=120):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = httpx.get(f"{url}/insert/status/{trans_id}", auth=auth).json()["result"][0]
-        if result["processed_percent"] == 100:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"transaction {trans_id} not done in {timeout}s")
 
 
 def test_reindex_refuses_a_running_server_then_reembeds_offline(tmp_path, model_cache):
@@ -54,7 +44,7 @@ def test_reindex_refuses_a_running_server_then_reembeds_offline(tmp_path, model_
             form = {f"im_{k}[{i}]": v for i, ext in enumerate(("png", "webp", "jpg"))
                     for k, v in (("name", f"item-{ext}"), ("url", f"{images}/ok/x.{ext}"))}
             trans_id = httpx.post(f"{server.url}/insert", data=form, auth=auth).json()["trans_id"]
-            assert wait_done(server.url, auth, trans_id)["success_count"] == 3
+            assert wait_transaction(server.url, auth, trans_id)["success_count"] == 3
         model = httpx.get(f"{server.url}/v1/items/item-png", auth=auth).json()["result"][0]["model"]
         running = reindex_cli(data, model_cache, app["app_id"])
         assert running.returncode == 1 and "stop `magpie serve`" in running.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.fixtures.catalog import catalog
-from tests.fixtures.server import new_application
+from tests.fixtures.server import new_application, wait_transaction
 
 HERE = Path(__file__).resolve().parent
 ITEMS = catalog(8)  # 8 scenes, a near-duplicate, a byte-identical twin, 3 colour swatches
@@ -38,12 +38,7 @@ def load_shop(server_url: str, images_url: str, product_base: str, name: str = "
     auth = (app["access_key"], app["secret_key"])
     r = httpx.post(f"{server_url}/insert", data=form, auth=auth, timeout=30).json()
     assert r["status"] == "OK", r
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{server_url}/insert/status/{r['trans_id']}", auth=auth).json()["result"][0]
-        if status["processed_percent"] == 100:
-            break
-        time.sleep(0.25)
+    status = wait_transaction(server_url, auth, r["trans_id"])
     assert status["success_count"] == len(ITEMS), status
     return app
 
