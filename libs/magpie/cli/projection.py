@@ -2,12 +2,14 @@
 whitening), and move its index over. Run with the server stopped, like `magpie reindex`."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from magpie.cli.context import emit, run_with_db
-from magpie.cli.reindex import _load_model, _open_index, _with_bars
+from magpie.cli.reindex import load_model, offline_engines, progress_bars, reindex_with_bars
 from magpie.common.errors import MagpieError
 
 projection_cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -48,39 +50,22 @@ def drop(app: str = AppOpt) -> None:
     emit(run_with_db(lambda db, _account: _drop(db, app)))
 
 
-class _Opened:
-    """The index, object store and models of one offline projection command."""
-
-    async def __aenter__(self):  # noqa: ANN204
-        from magpie.common.settings import Settings
-        from magpie.gateway.bootstrap import build_object_store
-        from magpie.search.bootstrap import build_index
-
-        self.settings = Settings()  # the same MAGPIE_* settings, hence folders, as the server
-        self.objects, self.index = build_object_store(self.settings), build_index(self.settings)
-        self.models = None
-        await self.objects.start()
-        await self.index.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.models is not None:
-            await self.models.close()
-        await self.index.stop()
-        await self.objects.stop()
-
-
-async def _context(db, app_id: str, o: _Opened):  # noqa: ANN001, ANN202 - (schema, base handle, deps)
+@asynccontextmanager
+async def _app_model(db, app_id: str) -> AsyncIterator[tuple[Any, Any, Any]]:  # noqa: ANN001
+    """The application's schema, its image type's raw model and reindex deps around it, on
+    the engines of a server-stopped command."""
     from magpie.common.controlplane.schema_provider import SchemaProvider
     from magpie.embedding.reindex import ReindexDeps
     from magpie.ingestion.store import IngestStore
 
     schema = await SchemaProvider(db).get(app_id)
-    await _open_index(o.index, app_id)  # before loading the model: fail fast if the server runs
-    o.models, base = await _load_model(o.settings, schema.image_type)
-    deps = ReindexDeps(index=o.index, objects=o.objects, model=base, schema=schema,
-                       names=lambda: IngestStore(db).catalog_names(app_id))
-    return schema, base, deps
+    async with offline_engines(app_id) as (settings, objects, index):
+        models, base = await load_model(settings, schema.image_type)
+        try:
+            yield models, base, ReindexDeps(index=index, objects=objects, model=base, schema=schema,
+                                            names=lambda: IngestStore(db).catalog_names(app_id))
+        finally:
+            await models.close()
 
 
 async def _fit(db, app_id: str, views: int, dims: int, sample: int, seed: int) -> dict:  # noqa: ANN001
@@ -89,11 +74,9 @@ async def _fit(db, app_id: str, views: int, dims: int, sample: int, seed: int) -
     from magpie.embedding.app_projection import fit_app_projection, projected
     from magpie.embedding.projection import ProjectionError
 
-    async with _Opened() as o:
-        schema, base, deps = await _context(db, app_id, o)
-        raw = o.models.registry.get(schema.image_type)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=Console(stderr=True)) as progress:
+    async with _app_model(db, app_id) as (models, base, deps):
+        raw = models.registry.get(deps.schema.image_type)
+        with progress_bars() as progress:
             task = progress.add_task(f"fitting ({views} views per image)", total=1)
             try:
                 fitted = await fit_app_projection(app_id, deps, raw.embed, sample=sample,
@@ -101,7 +84,7 @@ async def _fit(db, app_id: str, views: int, dims: int, sample: int, seed: int) -
             except ProjectionError as exc:
                 raise CatalogTooSmall(str(exc)) from None
             progress.advance(task)
-        result = await _with_bars(app_id, replace(deps, model=projected(base, fitted)), False, 64)
+        result = await reindex_with_bars(app_id, replace(deps, model=projected(base, fitted)), False, 64)
     return {"app_id": app_id, "projection": fitted.digest, "kind": fitted.kind, "dim": fitted.dim,
             "model": result.model, "total": result.total, "embedded": result.embedded,
             "cached": result.cached, "rebuilt": result.rebuilt,
@@ -111,9 +94,8 @@ async def _fit(db, app_id: str, views: int, dims: int, sample: int, seed: int) -
 async def _show(db, app_id: str) -> dict:  # noqa: ANN001
     from magpie.embedding.app_projection import load_projection, projection_key
 
-    async with _Opened() as o:
-        _, base, _ = await _context(db, app_id, o)
-        found = await load_projection(o.objects, app_id, base)
+    async with _app_model(db, app_id) as (_, base, deps):
+        found = await load_projection(deps.objects, app_id, base)
     return {"app_id": app_id, "model": f"{base.name}@{base.version}",
             "projection": None if found is None else {
                 "digest": found.digest, "kind": found.kind, "dim": found.dim,
@@ -123,13 +105,13 @@ async def _show(db, app_id: str) -> dict:  # noqa: ANN001
 async def _drop(db, app_id: str) -> dict:  # noqa: ANN001
     from magpie.embedding.app_projection import projection_key
 
-    async with _Opened() as o:
-        _, base, deps = await _context(db, app_id, o)
-        existed = await o.objects.exists(projection_key(app_id, base))
+    async with _app_model(db, app_id) as (_, base, deps):
+        key = projection_key(app_id, base)
+        existed = await deps.objects.exists(key)
         if existed:
-            await o.objects.delete(projection_key(app_id, base))
+            await deps.objects.delete(key)
         # Back to the raw model: raw vectors come from the vector cache, no model run.
-        result = await _with_bars(app_id, deps, False, 64)
+        result = await reindex_with_bars(app_id, deps, False, 64)
     return {"app_id": app_id, "dropped": existed, "model": result.model, "total": result.total,
             "rebuilt": result.rebuilt,
             "failed": [{"im_name": n, "error": why} for n, why in result.failed]}

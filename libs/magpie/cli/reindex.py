@@ -1,6 +1,8 @@
 """`magpie reindex`: re-embed an application's items after the model setting changed."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import typer
@@ -82,57 +84,53 @@ def reindex(
         raise typer.Exit(1)
 
 
-async def _run(db, app_id: str, force: bool, page: int):  # noqa: ANN001, ANN202 - ReindexResult
-    from magpie.common.controlplane.schema_provider import SchemaProvider
+@asynccontextmanager
+async def offline_engines(app_id: str) -> AsyncIterator[tuple[Any, Any, Any]]:
+    """The settings, object store and index a server-stopped command works on; IndexInUse
+    while the server holds the application's index."""
     from magpie.common.settings import Settings
-    from magpie.embedding.reindex import ReindexDeps
     from magpie.gateway.bootstrap import build_object_store
-    from magpie.ingestion.store import IngestStore
     from magpie.search.bootstrap import build_index
 
     settings = Settings()  # the same MAGPIE_* settings, hence the same folders, as the server
-    schema = await SchemaProvider(db).get(app_id)
     objects, index = build_object_store(settings), build_index(settings)
     await objects.start()
     await index.start()
-    models = None
     try:
-        await _open_index(index, app_id)  # before loading the model: fail fast if the server runs
-        # The application's model as its searches see it: through its projection, if fitted.
-        models, model = await _load_model(settings, schema.image_type, app_id, objects)
-        deps = ReindexDeps(index=index, objects=objects, model=model, schema=schema,
-                           names=lambda: IngestStore(db).catalog_names(app_id))
-        return await _with_bars(app_id, deps, force, page)
+        await _open_index(index, app_id)  # before any model loads: fail fast if the server runs
+        yield settings, objects, index
     finally:
-        if models is not None:
-            await models.close()
         await index.stop()
         await objects.stop()
+
+
+async def _run(db, app_id: str, force: bool, page: int):  # noqa: ANN001, ANN202 - ReindexResult
+    from magpie.common.controlplane.schema_provider import SchemaProvider
+    from magpie.embedding.reindex import ReindexDeps
+    from magpie.ingestion.store import IngestStore
+
+    schema = await SchemaProvider(db).get(app_id)
+    async with offline_engines(app_id) as (settings, objects, index):
+        # The application's model as its searches see it: through its projection, if fitted.
+        models, model = await load_model(settings, schema.image_type, app_id, objects)
+        try:
+            deps = ReindexDeps(index=index, objects=objects, model=model, schema=schema,
+                               names=lambda: IngestStore(db).catalog_names(app_id))
+            return await reindex_with_bars(app_id, deps, force, page)
+        finally:
+            await models.close()
 
 
 async def _run_colors(db, app_id: str):  # noqa: ANN001, ANN202 - BackfillResult
     from magpie.common.controlplane.schema_provider import SchemaProvider
     from magpie.common.events.control import FieldSpec
-    from magpie.common.settings import Settings
-    from magpie.gateway.bootstrap import build_object_store
-    from magpie.search.bootstrap import build_index
     from magpie.search.color_backfill import backfill_colors
 
-    settings = Settings()
     schema = await SchemaProvider(db).get(app_id)
     specs = [FieldSpec(name=f.name, type=f.type, searchable=f.searchable) for f in schema.fields]
-    objects, index = build_object_store(settings), build_index(settings)
-    await objects.start()
-    await index.start()
-    try:
-        await _open_index(index, app_id)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Speed(),
-                   TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=Console(stderr=True)) as progress:
+    async with offline_engines(app_id) as (_, objects, index):
+        with progress_bars() as progress:
             return await backfill_colors(app_id, index, objects, specs, progress=_Bars(progress))
-    finally:
-        await index.stop()
-        await objects.stop()
 
 
 async def _open_index(index, app_id: str) -> None:  # noqa: ANN001
@@ -145,8 +143,8 @@ async def _open_index(index, app_id: str) -> None:  # noqa: ANN001
         raise
 
 
-async def _load_model(settings, image_type: str, app_id: str | None = None,  # noqa: ANN001, ANN202
-                      objects=None):  # noqa: ANN001 - (Models, ModelHandle)
+async def load_model(settings, image_type: str, app_id: str | None = None,  # noqa: ANN001, ANN201
+                     objects=None):  # noqa: ANN001 - (Models, ModelHandle)
     """The raw model of `image_type`, or with `app_id` (and its object store) the model
     that application's vectors come from, projection included."""
     from magpie.embedding.bootstrap import Models
@@ -158,12 +156,18 @@ async def _load_model(settings, image_type: str, app_id: str | None = None,  # n
         raise ModelUnavailable(f"Cannot load the embedding model: {exc}") from None
 
 
-async def _with_bars(app_id: str, deps, force: bool, page: int):  # noqa: ANN001, ANN202
-    from magpie.embedding.reindex import reindex as reindex_app
-
+def progress_bars() -> Progress:
+    """Rich bars on stderr: count, items/s, elapsed and remaining time."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Speed(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as progress:
+    return Progress(*columns, console=Console(stderr=True))
+
+
+async def reindex_with_bars(app_id: str, deps, force: bool, page: int):  # noqa: ANN001, ANN201
+    """Reindex `app_id` with `deps`, drawing its phases as bars."""
+    from magpie.embedding.reindex import reindex as reindex_app
+
+    with progress_bars() as progress:
         return await reindex_app(app_id, deps, force=force, page=page, progress=_Bars(progress))
 
 
