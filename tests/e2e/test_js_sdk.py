@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.js.shop import HERE, ITEMS, brand_of, load_shop, node, report
-from tests.fixtures.catalog import serve_files
+from tests.e2e.js.shop import HERE, ITEMS, brand_of, load_shop, node, report, serve_shop_images
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def files():
-    with serve_files({f"{it['im_name']}.png": it["image"] for it in ITEMS}) as url:
+    with serve_shop_images() as url:
         yield url
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.js.shop import HERE, ITEMS, brand_of, load_shop, node, report
-from tests.fixtures.catalog import serve_files
+from tests.e2e.js.shop import HERE, ITEMS, brand_of, load_shop, node, report, serve_shop_images
 
 pytestmark = pytest.mark.e2e
 PACKAGE, VERSION = "visearch-javascript-sdk", "1.5.2"
@@ -40,7 +39,7 @@ def installed_sdk() -> Path:
 
 @pytest.fixture(scope="module")
 def files():
-    with serve_files({f"{it['im_name']}.png": it["image"] for it in ITEMS}) as url:
+    with serve_shop_images() as url:
         yield url
 
 

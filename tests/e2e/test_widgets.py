@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.e2e.js.shop import ITEMS, brand_of, load_shop, report
+from tests.e2e.js.shop import ITEMS, brand_of, load_shop, report, serve_shop_images
 from tests.fixtures.browser import artifacts_dir, new_page
-from tests.fixtures.catalog import encode, scene, serve_files
+from tests.fixtures.catalog import encode, scene
 
 pytestmark = pytest.mark.e2e
 SCRIPT = "/widgets/v1/magpie-widgets.js"
@@ -102,7 +102,7 @@ def merchant_site(host: str, key: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def files():
-    with serve_files({f"{it['im_name']}.png": it["image"] for it in ITEMS}) as url:
+    with serve_shop_images() as url:
         yield url
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 
-from tests.fixtures.catalog import catalog
+from tests.fixtures.catalog import catalog, serve_files
 from tests.fixtures.server import new_application, wait_transaction
 
 HERE = Path(__file__).resolve().parent
@@ -23,6 +24,11 @@ FIELDS = [{"name": "brand", "type": "string", "searchable": True},
 def brand_of(im_name: str) -> str:
     """The catalog brand of an item."""
     return next(it["brand"] for it in ITEMS if it["im_name"] == im_name)
+
+
+def serve_shop_images() -> AbstractContextManager[str]:
+    """Serve every item's image as /<im_name>.png on a loopback port; yields the base URL."""
+    return serve_files({f"{it['im_name']}.png": it["image"] for it in ITEMS})
 
 
 def load_shop(server_url: str, images_url: str, product_base: str, name: str = "JS shop") -> dict:
