@@ -281,9 +281,10 @@ async def recommend(deps: SearchDeps, app_id: str, params: SearchParams) -> Outc
     item = await _query_item(deps, app_id, params)
     exclude, needed = [params.im_name], params.page * params.limit
     pool = min(MAX_RESULTS, max(RECOMMEND_POOL_MIN, 4 * needed))
-    candidates = await deps.index.search(app_id, item.vector, limit=pool, filter=p.filter,
-                                         exclude=exclude, with_vectors=True,
-                                         score_threshold=engine_threshold(params))
+    # In stable order too: MMR breaks ties by position, so each call must see the same one.
+    candidates = in_stable_order(await deps.index.search(
+        app_id, item.vector, limit=pool, filter=p.filter, exclude=exclude, with_vectors=True,
+        score_threshold=engine_threshold(params)))
     cut = within_scores(candidates, params.score_min, params.score_max)
     if params.dedup:
         cut = dedup_by_score(cut, params.dedup_score_threshold)
