@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from magpie.common.errors import InvalidCredentials, InvalidRequest, MagpieError
+from magpie.common.heap import GcPauses, freeze_startup_heap
 from magpie.common.service_runtime import Service
 from magpie.common.settings import Settings
 
@@ -39,15 +40,20 @@ def service_app(name: str, settings: Settings, open_service: OpenService,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_service(settings) as svc:
             app.state.service = svc
+            app.state.gc.install()
+            if settings.gc_freeze:
+                freeze_startup_heap()
             svc.ready = True
             log.info("%s service ready", name)
             try:
                 yield
             finally:
+                app.state.gc.uninstall()
                 svc.ready = False
                 log.info("%s service stopping: draining in-flight work", name)
 
     app = FastAPI(title=f"Magpie {name}", version="0.1.0", lifespan=lifespan)
+    app.state.gc = GcPauses(CollectorRegistry())
     _install_errors(app)
     _ops_routes(app)
     guard = [Depends(internal_auth(settings.internal_token.get_secret_value()))] \
@@ -89,10 +95,10 @@ def _ops_routes(app: FastAPI) -> None:
 
     @app.get("/metrics", tags=["ops"])
     async def metrics(request: Request) -> Response:
-        """Prometheus exposition: records handled and dead-lettered, partitions held."""
+        """Prometheus exposition: records handled and dead-lettered, partitions held, GC pauses."""
         svc: Service | None = getattr(request.app.state, "service", None)
         body, ctype = render_bus_metrics(svc.bus if svc else None)
-        return Response(body, media_type=ctype)
+        return Response(body + generate_latest(request.app.state.gc.registry), media_type=ctype)
 
 
 def render_bus_metrics(bus: Any) -> tuple[bytes, str]:

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     log_level: str = "INFO"
     log_json: bool = False
+    # Freeze the heap once started (see magpie.common.heap): full collections then skip it.
+    gc_freeze: bool = True
 
     # Which adapter serves each port.
     bus: BusKind = BusKind.INPROCESS

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from magpie.common.heap import freeze_startup_heap
 from magpie.common.settings import Settings, get_settings
 from magpie.gateway import dashboard, errors
 from magpie.gateway.api import admin, data, health, public, reports, search, tracking, uploads
 from magpie.gateway.api import sftp as sftp_api
 from magpie.gateway.api import widgets
 from magpie.gateway.metrics import ApiUsage, HttpMetrics, RequestMiddleware, flush_usage
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,9 +31,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.container = c
             stop = asyncio.Event()
             flusher = asyncio.create_task(flush_usage(app.state.api_usage, c.analytics, stop))
+            app.state.metrics.gc.install()
+            if settings.gc_freeze:
+                log.info("froze %d start-up objects out of the collector's walks", freeze_startup_heap())
             try:
                 yield
             finally:
+                app.state.metrics.gc.uninstall()
                 stop.set()
                 await flusher  # before the analytics store closes
 

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from magpie.common.heap import GcPauses
+
 log = logging.getLogger("magpie.http")
 
 
@@ -26,6 +28,7 @@ class HttpMetrics:
         self.latency = Histogram("magpie_http_request_duration_seconds", "HTTP request latency",
                                  ["method", "route"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.gc = GcPauses(self.registry)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -32,6 +32,8 @@ def test_health_ready_metrics_and_request_id(server):
     assert ready["status"] == "ok" and set(ready["checks"]) == {"database", "object_store", "bus"}
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'magpie_http_requests_total{method="GET",route="/health",status="200"}' in metrics
+    # The collector ran at least once since start (the start-up collection before the freeze).
+    assert 'magpie_gc_pause_seconds_count{generation="2"}' in metrics
 
 
 def test_openapi_is_valid_and_lists_every_route(server):
