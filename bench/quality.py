@@ -24,6 +24,7 @@ the embedding rate (images/s, preprocessing + model, decode excluded) per varian
 Variants (`--variant`, repeatable; steps joined with '+', e.g. `base+lw+qe`), all built from
 production parts (`magpie.embedding.models`, `.projection`, `.augment`):
 - base   the production embedder as the registry serves it (`--model` picks another);
+- cnn    the same network without the appearance descriptor (the previous default);
 - avg    the previous default graph instead: head map averaged, no border trimming;
 - flip   average the vectors of the image and its mirror image (2 model runs);
 - white  PCA-whitening fitted on the CATALOG vectors only (`fit_pca_whitening`), applied to both;
@@ -181,7 +182,7 @@ def photo_like(png: Path, seed: int) -> bytes:
 
 # ---------------------------------------------------------------- variants
 
-STEPS = re.compile(r"base|avg|flip|white|lw|qe")
+STEPS = re.compile(r"base|cnn|avg|flip|white|lw|qe")
 VIEWS = 4  # synthetic views per catalog image for the learned whitening
 QE_K, QE_ALPHA = 3, 3.0  # alpha query expansion: top 3, weighted by similarity cubed
 _MEMO: dict[str, tuple[np.ndarray, float]] = {}  # vectors and their embedding time, per run
@@ -202,9 +203,14 @@ class Variant:
         self.flip = "flip" in steps
         self.projection = "lw" if "lw" in steps else "white" if "white" in steps else None
         self.qe = "qe" in steps
-        self.embedder = (load_efficientnet(model_cache, embedder.name, threads=threads,
-                                           pooling="avg", trim=False)
-                         if "avg" in steps else embedder)
+        if "avg" in steps:
+            self.embedder = load_efficientnet(model_cache, embedder.name, threads=threads,
+                                              pooling="avg", trim=False, appearance=False)
+        elif "cnn" in steps:
+            self.embedder = load_efficientnet(model_cache, embedder.name, threads=threads,
+                                              appearance=False)
+        else:
+            self.embedder = embedder
         self.vector_cache = vector_cache
         self.seconds = 0.0
         self.count = 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from magpie.embedding.models import efficientnet
+from magpie.embedding.models import appearance, efficientnet
 from magpie.embedding.models.efficientnet import (
     ExportError,
     OnnxImageEmbedder,
@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 
 # GeM-pooled maps of the stages ending at blocks 4, 7, 10, 14, 15 and of the head, concatenated.
 STAGE_DIMS = (40, 80, 112, 192, 320, 1280)
-DIM = sum(STAGE_DIMS)  # 2024
+NETWORK_DIM = sum(STAGE_DIMS)  # 2024
+DIM = NETWORK_DIM + appearance.DIM  # 2280: the appearance descriptor appended
 
 
 def scene(seed: int, size: tuple[int, int] = (320, 256)) -> Image.Image:
@@ -78,14 +79,15 @@ def originals() -> list[Image.Image]:
     return [scene(seed) for seed in range(6)]
 
 
-def test_vectors_are_unit_float32_rows_of_2024(embedder: OnnxImageEmbedder,
+def test_vectors_are_unit_float32_rows_of_2280(embedder: OnnxImageEmbedder,
                                                 originals: list[Image.Image]) -> None:
     vectors = embedder.embed(originals)
     assert vectors.shape == (6, DIM) and embedder.dim == DIM
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert embedder.name == "efficientnet-lite0"
-    assert embedder.version.endswith(efficientnet.PREPROCESSING)
+    assert embedder.version.endswith(f"{efficientnet.PREPROCESSING}-{appearance.VERSION}")
+    assert embedder.network_dim == NETWORK_DIM
     assert embedder.embed([]).shape == (0, DIM)
 
 
@@ -111,9 +113,14 @@ def test_onnx_agrees_with_the_torch_network(embedder: OnnxImageEmbedder,
     bounds = np.cumsum((0, *STAGE_DIMS))
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         np.testing.assert_allclose(np.linalg.norm(got[:, lo:hi], axis=1), 1.0, atol=1e-4)
-    # And the embedder's output is exactly that, normalised.
+    # And the embedder's output is exactly that, normalised and weighted, then the appearance
+    # descriptor of the same model input.
     normalised = expected / np.linalg.norm(expected, axis=1, keepdims=True)
-    np.testing.assert_allclose(embedder.embed(originals), normalised, atol=1e-4)
+    vectors = embedder.embed(originals)
+    np.testing.assert_allclose(vectors[:, :NETWORK_DIM], normalised * appearance.NETWORK_WEIGHT,
+                               atol=1e-4)
+    described = np.stack([appearance.appearance(one) for one in pixels])
+    np.testing.assert_allclose(vectors[:, NETWORK_DIM:], described, atol=1e-6)
 
 
 def test_the_stage_features_are_gem_of_the_torch_maps(embedder: OnnxImageEmbedder,
@@ -132,8 +139,13 @@ def test_the_stage_features_are_gem_of_the_torch_maps(embedder: OnnxImageEmbedde
     np.testing.assert_allclose(embedder.features(pixels)[:, -1280:], expected, atol=1e-4)
 
 
-def test_the_previous_average_pooled_graph_is_still_available(cache_dir: Path) -> None:
-    old = load_efficientnet(cache_dir, pooling="avg", trim=False)
+def test_the_previous_graphs_are_still_available(cache_dir: Path, embedder: OnnxImageEmbedder,
+                                                 originals: list[Image.Image]) -> None:
+    network_only = load_efficientnet(cache_dir, appearance=False)
+    assert network_only.dim == NETWORK_DIM and network_only.version.endswith(efficientnet.PREPROCESSING)
+    np.testing.assert_allclose(network_only.embed(originals[:2]) * appearance.NETWORK_WEIGHT,
+                               embedder.embed(originals[:2])[:, :NETWORK_DIM], atol=1e-5)
+    old = load_efficientnet(cache_dir, pooling="avg", trim=False, appearance=False)
     assert old.dim == 1280 and old.version.endswith("fitpad-border-v1")
     assert "-224-avg-" in old.path.name
     with pytest.raises(ValueError, match="unknown pooling"):
@@ -145,7 +157,7 @@ def test_the_registry_default_serves_the_new_version(cache_dir: Path,
     served = ModelRegistry(cache_dir).get()
     assert (served.name, served.dim, served.version) == (embedder.name, DIM, embedder.version)
     # A new graph and preprocessing: a new version, so `magpie reindex` re-embeds old catalogs.
-    assert served.version.endswith("-trim-fitpad-border-v2")
+    assert served.version.endswith("-trim-fitpad-border-v2-appearance-v1")
 
 
 @pytest.mark.parametrize("transform", [

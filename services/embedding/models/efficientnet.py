@@ -23,6 +23,8 @@ change of drawing style or a crop much better than the last ImageNet layer alone
 the README's retrieval-quality table). Cosines keep roughly the old scale: unrelated catalog
 images average 0.53 (0.37 before), so the near-duplicate threshold still holds.
 `pooling="avg"` builds the earlier graph (head map averaged, 1,280-d) for comparison.
+By default the unit network vector is then fused with an appearance descriptor of the same
+model input (colour layout and palette, `appearance.py`): 2,280-d.
 """
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from magpie.embedding.models.appearance import DIM as APPEARANCE_DIM
+from magpie.embedding.models.appearance import VERSION as APPEARANCE_VERSION
+from magpie.embedding.models.appearance import appearance as describe
+from magpie.embedding.models.appearance import fuse
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -242,14 +249,17 @@ def _can_export() -> bool:
 def load_efficientnet(cache_dir: Path, model_name: str = DEFAULT_MODEL,
                       image_size: int | None = None, threads: int | None = None,
                       pooling: str = DEFAULT_POOLING, trim: bool = True,
-                      ) -> OnnxImageEmbedder:
-    """An embedder for `model_name`, exporting it into `cache_dir` on first use."""
+                      appearance: bool = True) -> OnnxImageEmbedder:
+    """An embedder for `model_name`, exporting it into `cache_dir` on first use; by default
+    trimmed and fused with the appearance descriptor (`appearance=False`: network only)."""
     path = ensure_onnx(cache_dir, model_name, image_size, pooling)
     preprocessing = PREPROCESSING if trim else "fitpad-border-v1"
+    if appearance:
+        preprocessing += f"-{APPEARANCE_VERSION}"
     version = f"{path.stem.rsplit('-', 1)[-1]}-{preprocessing}"
     return OnnxImageEmbedder(path, model_name, version,
                              image_size=image_size or IMAGE_SIZES[model_name], threads=threads,
-                             trim=trim)
+                             trim=trim, appearance=appearance)
 
 
 def _cores() -> int:
@@ -337,9 +347,11 @@ class OnnxImageEmbedder:
     """An ImageEmbedder running an exported uint8-NHWC-in, features-out ONNX graph."""
 
     def __init__(self, onnx_path: Path, name: str, version: str, image_size: int = 224,
-                 threads: int | None = None, max_batch: int = 32, trim: bool = False) -> None:
+                 threads: int | None = None, max_batch: int = 32, trim: bool = False,
+                 appearance: bool = False) -> None:
         self.name = name
         self.trim = trim
+        self.appearance = appearance
         self.version = version
         self.image_size = image_size
         self.max_batch = max_batch  # bounds peak memory for callers passing many images
@@ -351,17 +363,21 @@ class OnnxImageEmbedder:
         if isinstance(shape[1], int) and shape[1:3] != [image_size, image_size]:
             raise ValueError(f"{self.path.name} expects {shape[1]}x{shape[2]} images, "
                              f"not {image_size}")
-        self.dim = int(outputs[0].shape[-1])
+        self.network_dim = int(outputs[0].shape[-1])
+        self.dim = self.network_dim + (APPEARANCE_DIM if appearance else 0)
 
     def embed(self, images: Sequence[Image]) -> np.ndarray:
         """A float32 array of shape (len(images), dim), each row of unit length."""
         out = np.empty((len(images), self.dim), dtype=np.float32)
         for start in range(0, len(images), self.max_batch):
-            chunk = images[start:start + self.max_batch]
-            out[start:start + len(chunk)] = self.features(self.pixels(chunk))
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        # ReLU6 features are never all zero on a real image; the floor only avoids NaN.
-        return out / np.maximum(norms, 1e-12)
+            pixels = self.pixels(images[start:start + self.max_batch])
+            features = self.features(pixels)
+            # ReLU6 features are never all zero on a real image; the floor only avoids NaN.
+            features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+            if self.appearance:
+                features = fuse(features, np.stack([describe(one) for one in pixels]))
+            out[start:start + len(pixels)] = features
+        return out
 
     def pixels(self, images: Sequence[Image]) -> np.ndarray:
         """The (n, size, size, 3) uint8 model input of `images`: trimmed, fitted and padded."""
