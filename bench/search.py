@@ -1,7 +1,7 @@
 """Search latency and throughput over HTTP, against the raw engine, at catalog scale.
 
     python bench/search.py [--n 100000] [--queries 300] [--uploads 60] [--clients 8]
-                           [--seconds 10] [--ingest 200] [--model-cache DIR] [--data DIR]
+                           [--seconds 10] [--ingest 600] [--model-cache DIR] [--data DIR]
                            [--env KEY=VALUE ...] [--profile OUT.txt [--profile-args='--gil']]
 
 Loads N items through the real EdgeIndex (synthetic vectors of the model's dimension,
@@ -12,7 +12,8 @@ filter (category + price range, about 1.7% of the catalog), upload search p50/p9
 JPEG: decode, embed, store, search), QPS of find-similar at `--clients` concurrent clients,
 and find-similar p99 while an ingest of `--ingest` real images runs through the Data API
 (into a second application, so the catalog's dimension need not be the model's), against
-the idle p99 measured right before and right after it.
+the idle p99 measured right before and right after it (600 images by default: about 20 s
+and 1,000+ searches, so that the p99 is not a handful of samples).
 Then it stops the server, opens the same shard in this process and times the raw engine
 (qdrant-edge `EdgeShard.query`, same vectors, filters and exclusion) on the same queries.
 `--data DIR` keeps the built catalog (minutes of HNSW build at 100k) for later runs; a kept
@@ -268,7 +269,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=60)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--ingest", type=int, default=200,
+    parser.add_argument("--ingest", type=int, default=600,
                         help="images ingested meanwhile (0: skip)")
     parser.add_argument("--model-cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--data", type=Path, help="keep (and reuse) the catalog in this folder")

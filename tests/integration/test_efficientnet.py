@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 # GeM-pooled maps of the stages ending at blocks 4, 7, 10, 14, 15 and of the head, concatenated.
 STAGE_DIMS = (40, 80, 112, 192, 320, 1280)
 NETWORK_DIM = sum(STAGE_DIMS)  # 2024
-DIM = NETWORK_DIM + appearance.DIM  # 2280: the appearance descriptor appended
+DIM = NETWORK_DIM + appearance.DIM  # 2408: the appearance descriptor appended
 
 
 def scene(seed: int, size: tuple[int, int] = (320, 256)) -> Image.Image:
@@ -79,7 +79,7 @@ def originals() -> list[Image.Image]:
     return [scene(seed) for seed in range(6)]
 
 
-def test_vectors_are_unit_float32_rows_of_2280(embedder: OnnxImageEmbedder,
+def test_vectors_are_unit_float32_rows_of_2408(embedder: OnnxImageEmbedder,
                                                 originals: list[Image.Image]) -> None:
     vectors = embedder.embed(originals)
     assert vectors.shape == (6, DIM) and embedder.dim == DIM
@@ -157,7 +157,7 @@ def test_the_registry_default_serves_the_new_version(cache_dir: Path,
     served = ModelRegistry(cache_dir).get()
     assert (served.name, served.dim, served.version) == (embedder.name, DIM, embedder.version)
     # A new graph and preprocessing: a new version, so `magpie reindex` re-embeds old catalogs.
-    assert served.version.endswith("-trim-fitpad-border-v2-appearance-v1")
+    assert served.version.endswith("-trim-fitpad-border-v2-appearance-v2")
 
 
 @pytest.mark.parametrize("transform", [

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.unit
 
 def product(colour: str, size=(120, 90), box=(30, 20, 90, 70)) -> Image.Image:
     image = Image.new("RGB", size, "white")
-    ImageDraw.Draw(image).rectangle(box, fill=colour)
+    # An ellipse: a trimmed rectangle would fill the canvas and leave no outline to describe.
+    ImageDraw.Draw(image).ellipse(box, fill=colour)
     return image
 
 
@@ -21,11 +22,13 @@ def described(image: Image.Image) -> np.ndarray:
 
 
 def test_the_weights_keep_a_fused_vector_of_unit_length():
-    assert ap.NETWORK_WEIGHT ** 2 + ap.LAYOUT_WEIGHT ** 2 + ap.PALETTE_WEIGHT ** 2 == pytest.approx(1)
+    weights = (ap.NETWORK_WEIGHT, ap.LAYOUT_WEIGHT, ap.PALETTE_WEIGHT, ap.SHAPE_WEIGHT)
+    assert sum(w * w for w in weights) == pytest.approx(1)
     red = described(product("red"))
-    assert red.shape == (ap.DIM,) == (256,) and red.dtype == np.float32
-    assert np.linalg.norm(red[:ap.LAYOUT_DIM]) == pytest.approx(ap.LAYOUT_WEIGHT, abs=1e-6)
-    assert np.linalg.norm(red[ap.LAYOUT_DIM:]) == pytest.approx(ap.PALETTE_WEIGHT, abs=1e-6)
+    assert red.shape == (ap.DIM,) == (384,) and red.dtype == np.float32
+    parts = np.split(red, np.cumsum([ap.LAYOUT_DIM, ap.PALETTE_DIM]))
+    for part, weight in zip(parts, weights[1:]):
+        assert np.linalg.norm(part) == pytest.approx(weight, abs=1e-6)
 
 
 def test_the_palette_leaves_out_the_white_background():
@@ -38,7 +41,10 @@ def test_the_palette_leaves_out_the_white_background():
 
 def test_colour_moves_the_palette_and_position_moves_the_layout():
     red, blue = described(product("red")), described(product("blue"))
-    assert float(red[ap.LAYOUT_DIM:] @ blue[ap.LAYOUT_DIM:]) < 0.01  # no colour in common
+    colours = slice(ap.LAYOUT_DIM, ap.LAYOUT_DIM + ap.PALETTE_DIM)
+    assert float(red[colours] @ blue[colours]) < 0.01  # no colour in common
+    shapes = slice(ap.LAYOUT_DIM + ap.PALETTE_DIM, None)  # the same outline
+    assert float(red[shapes] @ blue[shapes]) == pytest.approx(ap.SHAPE_WEIGHT ** 2, rel=0.05)
     canvas = np.full((64, 64, 3), 255, np.uint8)
     left, right = canvas.copy(), canvas.copy()
     left[20:44, 0:24] = (200, 30, 30)
@@ -48,9 +54,20 @@ def test_colour_moves_the_palette_and_position_moves_the_layout():
     np.testing.assert_allclose(ap.palette(left), ap.palette(right), atol=1e-6)
 
 
-def test_a_flat_picture_has_no_layout_and_never_nan():
+def test_the_outline_follows_edges_not_colours():
+    canvas = np.full((64, 64, 3), 255, np.uint8)
+    wide, tall, green = canvas.copy(), canvas.copy(), canvas.copy()
+    wide[24:40, 4:60] = (200, 30, 30)
+    tall[4:60, 24:40] = (200, 30, 30)
+    green[24:40, 4:60] = (30, 160, 30)  # the same bar in another colour and contrast
+    assert float(ap.shape(wide) @ ap.shape(tall)) < 0.5
+    np.testing.assert_allclose(ap.shape(wide), ap.shape(green), atol=1e-5)
+    assert float(ap.shape(wide) @ ap.shape(wide)) == pytest.approx(1)
+
+
+def test_a_flat_picture_has_no_layout_or_outline_and_never_nan():
     flat = np.full((64, 64, 3), 90, np.uint8)
-    assert not ap.layout(flat).any()
+    assert not ap.layout(flat).any() and not ap.shape(flat).any()
     white = described(Image.new("RGB", (64, 64), "white"))
     assert np.isfinite(white).all() and not white.any()
 

@@ -24,7 +24,7 @@ the README's retrieval-quality table). Cosines keep roughly the old scale: unrel
 images average 0.53 (0.37 before), so the near-duplicate threshold still holds.
 `pooling="avg"` builds the earlier graph (head map averaged, 1,280-d) for comparison.
 By default the unit network vector is then fused with an appearance descriptor of the same
-model input (colour layout and palette, `appearance.py`): 2,280-d.
+model input (colour layout, palette and outline, `appearance.py`): 2,408-d.
 """
 from __future__ import annotations
 
