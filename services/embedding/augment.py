@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from magpie.embedding.models.efficientnet import TRIM_TOLERANCE, border_colour, to_rgb
+from magpie.embedding.models.preprocess import TRIM_TOLERANCE, border_colour, to_rgb
 
 
 def _background(rng: np.random.Generator, width: int, height: int,

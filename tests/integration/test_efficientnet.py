@@ -115,6 +115,7 @@ def test_onnx_agrees_with_the_torch_network(embedder: OnnxImageEmbedder,
         np.testing.assert_allclose(np.linalg.norm(got[:, lo:hi], axis=1), 1.0, atol=1e-4)
     # And the embedder's output is exactly that, normalised and weighted, then the appearance
     # descriptor of the same model input.
+    expected[:, -efficientnet.HEAD_DIM:] *= efficientnet.HEAD_WEIGHT
     normalised = expected / np.linalg.norm(expected, axis=1, keepdims=True)
     vectors = embedder.embed(originals)
     np.testing.assert_allclose(vectors[:, :NETWORK_DIM], normalised * appearance.NETWORK_WEIGHT,
@@ -143,8 +144,10 @@ def test_the_previous_graphs_are_still_available(cache_dir: Path, embedder: Onnx
                                                  originals: list[Image.Image]) -> None:
     network_only = load_efficientnet(cache_dir, appearance=False)
     assert network_only.dim == NETWORK_DIM and network_only.version.endswith(efficientnet.PREPROCESSING)
-    np.testing.assert_allclose(network_only.embed(originals[:2]) * appearance.NETWORK_WEIGHT,
-                               embedder.embed(originals[:2])[:, :NETWORK_DIM], atol=1e-5)
+    assert network_only.head_weight == 1.0 and embedder.head_weight == efficientnet.HEAD_WEIGHT
+    raw = network_only.features(network_only.pixels(originals[:2]))
+    np.testing.assert_allclose(network_only.embed(originals[:2]),
+                               raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-5)
     old = load_efficientnet(cache_dir, pooling="avg", trim=False, appearance=False)
     assert old.dim == 1280 and old.version.endswith("fitpad-border-v1")
     assert "-224-avg-" in old.path.name
@@ -157,7 +160,7 @@ def test_the_registry_default_serves_the_new_version(cache_dir: Path,
     served = ModelRegistry(cache_dir).get()
     assert (served.name, served.dim, served.version) == (embedder.name, DIM, embedder.version)
     # A new graph and preprocessing: a new version, so `magpie reindex` re-embeds old catalogs.
-    assert served.version.endswith("-trim-fitpad-border-v2-appearance-v2")
+    assert served.version.endswith("-trim-fitpad-border-v2-appearance-v3")
 
 
 @pytest.mark.parametrize("transform", [

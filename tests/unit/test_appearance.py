@@ -4,7 +4,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from magpie.embedding.models import appearance as ap
-from magpie.embedding.models.efficientnet import fit_pad, trim_borders
+from magpie.embedding.models.preprocess import fit_pad, trim_borders
 
 pytestmark = pytest.mark.unit
 

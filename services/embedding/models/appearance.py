@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-VERSION = "appearance-v2"  # part of the embedder version: bump when anything here changes
+VERSION = "appearance-v3"  # part of the embedder version: bump when this or HEAD_WEIGHT changes
 CANVAS = 64
 LAYOUT_SIDE = 8
 PALETTE_LEVELS = 4  # per channel

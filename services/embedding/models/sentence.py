@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from magpie.embedding.models.efficientnet import to_rgb
+from magpie.embedding.models.preprocess import to_rgb
 
 if TYPE_CHECKING:
     from PIL.Image import Image
