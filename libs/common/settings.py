@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = None
     embedding_models: dict[str, str] = {}
     embedding_batch_size: int = Field(32, ge=1)
+    # onnxruntime intra-op threads per image model (None: every core).
+    embedding_threads: int | None = Field(None, ge=1)
     embedding_batch_wait_s: float = Field(0.02, ge=0)
 
     # SFTP datafeed server (in-process in standalone mode); empty host means `host`.

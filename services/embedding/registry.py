@@ -88,7 +88,7 @@ class ModelRegistry:
         cache = getattr(settings, "model_cache_dir", None) or Path(settings.data_dir) / "models"
         return cls(Path(cache), default_model=settings.embedding_model,
                    per_image_type=settings.embedding_models,
-                   threads=getattr(settings, "embedding_threads", None), loader=loader)
+                   threads=settings.embedding_threads, loader=loader)
 
     def spec_for(self, image_type: str = DEFAULT_IMAGE_TYPE) -> ModelSpec:
         """The model spec serving `image_type`."""

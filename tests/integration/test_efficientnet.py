@@ -20,6 +20,7 @@ from magpie.embedding.models.efficientnet import (
     load_efficientnet,
     trim_borders,
 )
+from magpie.common.settings import Settings
 from magpie.embedding.registry import ModelRegistry
 
 pytestmark = pytest.mark.integration
@@ -159,6 +160,11 @@ def test_the_registry_default_serves_the_new_version(cache_dir: Path,
                                                      embedder: OnnxImageEmbedder) -> None:
     served = ModelRegistry(cache_dir).get()
     assert (served.name, served.dim, served.version) == (embedder.name, DIM, embedder.version)
+    # MAGPIE_EMBEDDING_THREADS reaches onnxruntime's intra-op pool.
+    capped = ModelRegistry.from_settings(Settings(data_dir=cache_dir, model_cache_dir=cache_dir,
+                                                  embedding_threads=1)).get()
+    assert capped._session.get_session_options().intra_op_num_threads == 1
+    assert served._session.get_session_options().intra_op_num_threads == efficientnet._cores()
     # A new graph and preprocessing: a new version, so `magpie reindex` re-embeds old catalogs.
     assert served.version.endswith("-trim-fitpad-border-v2-appearance-v3")
 

@@ -94,7 +94,7 @@ async def test_get_async_loads_off_the_event_loop(tmp_path: Path) -> None:
 
 def test_from_settings(tmp_path: Path) -> None:
     settings = SimpleNamespace(data_dir=tmp_path, embedding_model="efficientnet-lite0",
-                               embedding_models={"fashion": "st:/m/clip"})
+                               embedding_models={"fashion": "st:/m/clip"}, embedding_threads=None)
     loads = Loads()
     registry = ModelRegistry.from_settings(settings, loader=loads)
     assert registry.spec_for("fashion") == ModelSpec("sentence-transformers", "/m/clip")
