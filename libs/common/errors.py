@@ -62,6 +62,22 @@ class InvalidRequest(MagpieError):
     code, message, http_status = 400, "Invalid request.", 400
 
 
+class IndexModelMismatch(InvalidRequest):
+    """The application's index holds vectors of another model than the one serving now (an
+    upgrade changed the model): nothing a client can fix, so 503, and no retry helps either."""
+
+    code, http_status, retryable = 32, 503, False
+    message = ("The application's index was built with another model: an operator must run "
+               "`magpie reindex --app APP_ID`.")
+
+    @classmethod
+    def dimensions(cls, app_id: str, have: int, want: int) -> IndexModelMismatch:
+        """The error for an index of `have` dimensions meeting vectors of `want`."""
+        return cls(f"The index of application {app_id} holds {have}-d vectors, the model now makes "
+                   f"{want}-d ones: it was built with another model. An operator must run "
+                   f"`magpie reindex --app {app_id}` (server stopped) to re-embed it.")
+
+
 class LimitExceeded(MagpieError):
     code, message, http_status = 400, "Limit exceeded.", 400
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from magpie.common.errors import InvalidRequest, NotFound
+from magpie.common.errors import IndexModelMismatch, InvalidRequest, NotFound
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import AnyOf, Between, Filter, TextMatch
 from magpie.common.ports.index import IndexPoint, VectorIndex
@@ -125,10 +125,14 @@ async def scenario(index: VectorIndex) -> list[Any]:
     await index.ensure_collection(A, DIM, FIELDS)  # idempotent
     await index.upsert(A, CATALOG)
     assert await index.count(A) == N
-    with pytest.raises(InvalidRequest):
+    # Another dimension means another model built the index: a 503 that names the fix.
+    with pytest.raises(IndexModelMismatch, match=f"magpie reindex --app {A}") as refused:
         await index.ensure_collection(A, DIM + 1, FIELDS)
-    with pytest.raises(InvalidRequest):
+    assert refused.value.http_status == 503 and not refused.value.retryable
+    with pytest.raises(IndexModelMismatch, match=f"holds {DIM}-d vectors, the model now makes 2-d"):
         await index.upsert(A, [IndexPoint("short", [1.0, 0.0], {})])
+    with pytest.raises(IndexModelMismatch):
+        await index.search(A, [1.0, 0.0], limit=3)
     assert await index.count(A) == N
 
     # Re-upserting an im_name replaces the point.

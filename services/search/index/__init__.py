@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from magpie.common.errors import InvalidRequest
+from magpie.common.errors import IndexModelMismatch, InvalidRequest
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import AnyOf, Between, Filter, TextMatch
 from magpie.common.ports.index import FacetCount
@@ -49,11 +49,12 @@ def scroll_offset(offset: str | None) -> str | None:
         raise InvalidRequest(f"Invalid scroll cursor: {str(offset)[:64]!r}.") from None
 
 
-def check_vector(vector: Sequence[float], dim: int) -> list[float]:
-    """The vector as a list of floats, or InvalidRequest when its length is not `dim`."""
+def check_vector(vector: Sequence[float], dim: int, app_id: str = "APP_ID") -> list[float]:
+    """The vector as a list of floats; IndexModelMismatch when its length is not `dim` (no
+    client sends vectors: a mismatch means the index was built with another model)."""
     values = vector.tolist() if hasattr(vector, "tolist") else [float(x) for x in vector]
     if len(values) != dim:
-        raise InvalidRequest(f"Vector has {len(values)} dimensions, the index expects {dim}.")
+        raise IndexModelMismatch.dimensions(app_id, dim, len(values))
     return values
 
 

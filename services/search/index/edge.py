@@ -28,7 +28,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from magpie.common.errors import InvalidRequest, NotFound
+from magpie.common.errors import IndexModelMismatch, NotFound
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import Filter
 from magpie.common.ports.index import FacetCount, Hit, IndexPoint, ScrollPage
@@ -89,7 +89,7 @@ class EdgeIndex:
                     shard = await asyncio.to_thread(_create, path, meta, self._threshold_kb)
                     app = self._apps[app_id] = AppShard(path, meta, shard)
         if app.meta["dim"] != dim:
-            raise InvalidRequest(f"Index of {app_id} has {app.meta['dim']} dimensions, not {dim}.")
+            raise IndexModelMismatch.dimensions(app_id, app.meta["dim"], dim)
         wanted, app.meta["fields"] = wanted_indexes(fields), {f.name: f.type for f in fields}
 
         def ops(shard: Any) -> list[Any]:
@@ -106,7 +106,7 @@ class EdgeIndex:
         qe, dim = _qe(), app.meta["dim"] if app else 0
 
         def ops(_shard: Any) -> list[Any]:
-            structs = [qe.Point(point_id(app_id, p.im_name), check_vector(p.vector, dim),
+            structs = [qe.Point(point_id(app_id, p.im_name), check_vector(p.vector, dim, app_id),
                                 {**p.payload, IM_NAME: p.im_name}) for p in points]
             return [qe.UpdateOperation.upsert_points(structs[i:i + UPSERT_CHUNK])
                     for i in range(0, len(structs), UPSERT_CHUNK)]
@@ -181,7 +181,7 @@ class EdgeIndex:
         qe = _qe()
         request = qe.QueryRequest(
             limit=limit, offset=max(offset, 0) or None,
-            query=qe.Query.Nearest(check_vector(vector, app.meta["dim"])), filter=flt,
+            query=qe.Query.Nearest(check_vector(vector, app.meta["dim"], app_id)), filter=flt,
             score_threshold=score_threshold, with_payload=True, with_vector=with_vectors,
         )
         async with self._reading(app) as shard:

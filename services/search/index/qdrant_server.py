@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from magpie.common.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from magpie.common.errors import Conflict, IndexModelMismatch, InvalidRequest, NotFound, Unavailable
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import Filter
 from magpie.common.ports.index import FacetCount, Hit, IndexPoint, ScrollPage
@@ -85,7 +85,7 @@ class QdrantServerIndex:
         info = await self._call(c.get_collection(name))
         size = info.config.params.vectors.size
         if size != dim:
-            raise InvalidRequest(f"Index of {app_id} has {size} dimensions, not {dim}.")
+            raise IndexModelMismatch.dimensions(app_id, size, dim)
         await self._call(c.update_collection(name, metadata=metadata))
         have = {k: str(getattr(v.data_type, "value", v.data_type))
                 for k, v in (info.payload_schema or {}).items()}
@@ -107,7 +107,7 @@ class QdrantServerIndex:
         if schema is None:
             raise NotFound(f"No index for application {app_id}.")
         structs = [m.PointStruct(id=point_id(app_id, p.im_name),
-                                 vector=check_vector(p.vector, schema[0]),
+                                 vector=check_vector(p.vector, schema[0], app_id),
                                  payload={**p.payload, IM_NAME: p.im_name}) for p in points]
         for i in range(0, len(structs), UPSERT_CHUNK):
             await self._call(self._client.upsert(
@@ -168,7 +168,7 @@ class QdrantServerIndex:
         if schema is None or limit <= 0:
             return []
         result = await self._call(self._client.query_points(
-            self._name(app_id), query=check_vector(vector, schema[0]), limit=limit,
+            self._name(app_id), query=check_vector(vector, schema[0], app_id), limit=limit,
             offset=max(offset, 0) or None, query_filter=flt, score_threshold=score_threshold,
             with_payload=True, with_vectors=with_vectors), missing=None)
         points = result.points if result is not None else []
