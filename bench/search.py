@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -43,7 +45,7 @@ if str(ROOT) not in sys.path:  # run as a script: the test fixtures live under t
     sys.path.insert(0, str(ROOT))
 
 from bench._profiling import py_spy  # noqa: E402
-from tests.fixtures.catalog import encode, scene, serve_files  # noqa: E402
+from tests.fixtures.catalog import encode, scene  # noqa: E402
 from tests.fixtures.server import (  # noqa: E402
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -193,6 +195,29 @@ def qps(url: str, auth: tuple[str, str], names: list[str], clients: int, seconds
     return len(latencies) / (time.perf_counter() - t), latencies
 
 
+@contextlib.contextmanager
+def serve_elsewhere(files: dict[str, bytes]) -> Iterator[str]:
+    """Serve `files` from another process (`python -m http.server` on a temporary folder).
+
+    The image hosts of a real ingest are other machines; served by threads of this process,
+    every image sent competed for this process's GIL with the search client being timed, and
+    that wait counted as search latency.
+    """
+    with tempfile.TemporaryDirectory(prefix="magpie-bench-images-") as folder:
+        for name, data in files.items():
+            (Path(folder) / name).write_bytes(data)
+        proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                                 "--directory", folder], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        try:
+            line = proc.stdout.readline() if proc.stdout else ""
+            port = int(line.split(" port ")[1].split()[0])
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
 def during_ingest(url: str, auth: tuple[str, str], names: list[str], n: int
                   ) -> tuple[list[float], float, int]:
     """Find-similar latencies on the catalog while n real images go through fetch, embed and
@@ -201,7 +226,7 @@ def during_ingest(url: str, auth: tuple[str, str], names: list[str], n: int
     images = {f"{i}.jpg": encode(scene(seed + i, (320, 320)), "JPEG", quality=90)
               for i in range(n)}
     other = create_app(url)
-    with (serve_files(images) as base, httpx.Client(base_url=url, auth=auth, timeout=60) as client,
+    with (serve_elsewhere(images) as base, httpx.Client(base_url=url, auth=auth, timeout=60) as client,
           httpx.Client(base_url=url, auth=(other["access_key"], other["secret_key"]),
                        timeout=60) as loader):
         trans = []
