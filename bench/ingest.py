@@ -161,6 +161,20 @@ def system_seconds(pid: int | str = "self") -> float:
     return int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of a process's live threads so far."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # "voluntary_ctxt_switches:" and "nonvoluntary_ctxt_switches:"
+        total += sum(int(line.split()[1]) for line in lines
+                     if line.split(":", 1)[0].endswith("ctxt_switches"))
+    return total
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds every core of the machine spent busy (all processes) since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -185,17 +199,19 @@ class Usage:
     bench: float
     machine: float
     server_sys: float = 0.0
+    switches: float = 0.0  # the server's context switches (threads alive at both ends)
 
     @classmethod
     def during(cls, pid: int, start: tuple[float, ...]) -> Usage:
-        wall, server, bench, machine, server_sys = start
+        wall, server, bench, machine, server_sys, switches = start
         return cls(time.perf_counter() - wall, cpu_seconds(pid) - server, cpu_seconds() - bench,
-                   machine_busy_seconds() - machine, system_seconds(pid) - server_sys)
+                   machine_busy_seconds() - machine, system_seconds(pid) - server_sys,
+                   context_switches(pid) - switches)
 
     @staticmethod
     def mark(pid: int) -> tuple[float, ...]:
         return (time.perf_counter(), cpu_seconds(pid), cpu_seconds(), machine_busy_seconds(),
-                system_seconds(pid))
+                system_seconds(pid), context_switches(pid))
 
     def cores(self, cpu: float) -> str:
         return f"{cpu / self.wall:4.2f} cores"
@@ -434,6 +450,7 @@ def report(args: argparse.Namespace, app_id: str, bulk: BulkResult, usage: Usage
         ("end to end / raw (target >= 90 %)", f"{100 * e2e / raw_rate_:8.1f} %"),
         ("CPU per image: server, end to end", f"{server_cpu:8.1f} ms"),
         ("  of which in the kernel", f"{1000 * usage.server_sys / max(bulk.ok, 1):8.1f} ms"),
+        ("  context switches per image", f"{usage.switches / max(bulk.ok, 1):8.1f}"),
         ("CPU per image: raw embedder", f"{raw_cpu:8.1f} ms"),
         ("raw / server CPU per image",
          f"{100 * raw_cpu / server_cpu:8.1f} %  (CPU time: less load-sensitive)"),
