@@ -26,6 +26,7 @@ import contextlib
 import functools
 import io
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -33,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -175,6 +176,29 @@ def context_switches(pid: int) -> int:
     return total
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds per live thread of a process, with the thread's OS-level name."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (task / "comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
+def cpu_by_thread_group(pid: int, before: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds since `before` per thread group: the OS name less its pool index; the main
+    thread is the event loop, unnamed threads (SQLite, HTTP helpers) inherit the process name."""
+    groups: dict[str, float] = {}
+    for tid, (comm, seconds) in thread_cpu(pid).items():
+        group = "event loop" if tid == pid else re.sub(r"_\d+$", "", comm)
+        groups[group] = groups.get(group, 0.0) + seconds - before.get(tid, (comm, 0.0))[1]
+    return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds every core of the machine spent busy (all processes) since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -200,18 +224,19 @@ class Usage:
     machine: float
     server_sys: float = 0.0
     switches: float = 0.0  # the server's context switches (threads alive at both ends)
+    by_thread: dict[str, float] = field(default_factory=dict)  # CPU seconds per thread group
 
     @classmethod
     def during(cls, pid: int, start: tuple[float, ...]) -> Usage:
-        wall, server, bench, machine, server_sys, switches = start
+        wall, server, bench, machine, server_sys, switches, threads = start
         return cls(time.perf_counter() - wall, cpu_seconds(pid) - server, cpu_seconds() - bench,
                    machine_busy_seconds() - machine, system_seconds(pid) - server_sys,
-                   context_switches(pid) - switches)
+                   context_switches(pid) - switches, cpu_by_thread_group(pid, threads))
 
     @staticmethod
     def mark(pid: int) -> tuple[float, ...]:
         return (time.perf_counter(), cpu_seconds(pid), cpu_seconds(), machine_busy_seconds(),
-                system_seconds(pid), context_switches(pid))
+                system_seconds(pid), context_switches(pid), thread_cpu(pid))
 
     def cores(self, cpu: float) -> str:
         return f"{cpu / self.wall:4.2f} cores"
@@ -451,6 +476,9 @@ def report(args: argparse.Namespace, app_id: str, bulk: BulkResult, usage: Usage
         ("CPU per image: server, end to end", f"{server_cpu:8.1f} ms"),
         ("  of which in the kernel", f"{1000 * usage.server_sys / max(bulk.ok, 1):8.1f} ms"),
         ("  context switches per image", f"{usage.switches / max(bulk.ok, 1):8.1f}"),
+        *((f"  in the {group}" if group == "event loop" else f"  in {group} threads",
+           f"{1000 * seconds / max(bulk.ok, 1):8.1f} ms")
+          for group, seconds in usage.by_thread.items() if seconds * 1000 / max(bulk.ok, 1) >= 0.05),
         ("CPU per image: raw embedder", f"{raw_cpu:8.1f} ms"),
         ("raw / server CPU per image",
          f"{100 * raw_cpu / server_cpu:8.1f} %  (CPU time: less load-sensitive)"),

@@ -2,12 +2,16 @@
 low-priority threads for ingest work."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
 import logging
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -17,6 +21,7 @@ from magpie.common.events.ingest import ItemEvent, ItemStatus
 from magpie.common.ports import Bus
 
 log = logging.getLogger(__name__)
+_PR_SET_NAME, _PR_GET_NAME = 15, 16  # prctl options (linux/prctl.h)
 Stage = Literal["ingestion", "image-fetch", "embedding", "search"]
 
 
@@ -145,8 +150,54 @@ def low_priority_executor(threads: int, name: str, nice: int = INGEST_NICE) -> T
     pool, created with the session) inherit its priority. Where the OS refuses, the threads
     just keep the normal priority.
     """
-    return ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=lower_thread_priority,
+    return ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=_ingest_thread,
                               initargs=(nice,))
+
+
+def named_executor(threads: int, name: str) -> ThreadPoolExecutor:
+    """A thread pool whose threads carry `name` at the OS level too (see `name_os_thread`)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=name_os_thread)
+
+
+def name_default_executor(loop: asyncio.AbstractEventLoop) -> None:
+    """Give `loop` a default executor (what `asyncio.to_thread` uses: file and object-store
+    I/O) of the standard size whose threads are named `blocking-io` at the OS level."""
+    loop.set_default_executor(named_executor(min(32, (os.cpu_count() or 1) + 4), "blocking-io"))
+
+
+def _ingest_thread(nice: int) -> None:
+    name_os_thread()
+    lower_thread_priority(nice)
+
+
+@contextlib.contextmanager
+def os_thread_named(name: str) -> Iterator[None]:
+    """Within the block the calling thread carries `name` at the OS level, so that native
+    threads started meanwhile (a library's worker pool) inherit it; restored afterwards."""
+    before = ctypes.create_string_buffer(16)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_GET_NAME, before, 0, 0, 0)
+    except (OSError, AttributeError):
+        yield
+        return
+    name_os_thread(name)
+    try:
+        yield
+    finally:
+        name_os_thread(before.value.decode(errors="replace"))
+
+
+def name_os_thread(name: str | None = None) -> None:
+    """Give the calling thread its Python name at the OS level too (Linux keeps 15 bytes), so
+    `top -H`, /proc/<pid>/task/*/comm and profilers tell the pools apart; threads it starts
+    (onnxruntime's intra-op pool) inherit the name. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    label = (name or threading.current_thread().name).encode()[:15]
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(label), 0, 0, 0)
+    except (OSError, AttributeError) as exc:  # no libc symbol: keep the inherited name
+        log.debug("thread name unchanged: %s", exc)
 
 
 def lower_thread_priority(nice: int = INGEST_NICE) -> None:

@@ -9,6 +9,7 @@ every adapter closes. Imported only by `magpie run`.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from magpie.common.errors import InvalidCredentials, InvalidRequest, MagpieError
 from magpie.common.heap import GcPauses, freeze_startup_heap
+from magpie.common.pipeline import name_default_executor
 from magpie.common.service_runtime import Service
 from magpie.common.settings import Settings
 
@@ -38,6 +40,7 @@ def service_app(name: str, settings: Settings, open_service: OpenService,
     """The service's HTTP side; the composition root opens in the lifespan."""
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        name_default_executor(asyncio.get_running_loop())
         async with open_service(settings) as svc:
             app.state.service = svc
             app.state.gc.install()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from magpie.common.pipeline import BULK_WORK, INGEST_NICE, low_priority_executor
+from magpie.common.pipeline import BULK_WORK, INGEST_NICE, low_priority_executor, named_executor
 from magpie.common.ports.embedder import ImageEmbedder
 
 if TYPE_CHECKING:
@@ -74,8 +74,7 @@ class EmbeddingBatcher:
         self.max_defer_s = max_defer_s
         # On a failed batch, retry its images one by one so one bad image fails alone.
         self.isolate_failures = isolate_failures
-        self._interactive = _Lane("interactive", ThreadPoolExecutor(
-            threads, thread_name_prefix="embed-interactive"), threads)
+        self._interactive = _Lane("interactive", named_executor(threads, "embed-interactive"), threads)
         self._bulk = _Lane("bulk", low_priority_executor(threads, "embed-bulk", bulk_nice), threads)
         self._closed = False
         self.deferrals = 0  # bulk batches held back for interactive work (for tests, metrics)

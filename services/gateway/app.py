@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from magpie.common.heap import freeze_startup_heap
+from magpie.common.pipeline import name_default_executor
 from magpie.common.settings import Settings, get_settings
 from magpie.gateway import dashboard, errors
 from magpie.gateway.api import admin, data, health, public, reports, search, tracking, uploads
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from magpie.gateway.bootstrap import container
 
+        name_default_executor(asyncio.get_running_loop())  # tells the I/O threads apart in top -H
         async with container(settings) as c:
             app.state.container = c
             stop = asyncio.Event()

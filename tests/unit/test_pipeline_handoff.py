@@ -1,13 +1,22 @@
 """The decoded-image hand-off (bounded LRU) and low-priority ingest threads."""
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from magpie.common.pipeline import DecodedImages, low_priority_executor
+from magpie.common.pipeline import (
+    DecodedImages,
+    low_priority_executor,
+    name_default_executor,
+    named_executor,
+    os_thread_named,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -111,3 +120,36 @@ def test_low_priority_threads_run_niced_and_leave_the_caller_alone() -> None:
         niceness = pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         assert niceness.result() == min(19, me + 5)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == me
+
+
+def _os_name() -> str:
+    return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread names via prctl: Linux")
+def test_pool_threads_carry_their_names_at_the_os_level() -> None:
+    caller = _os_name()
+    with low_priority_executor(1, "ingest-work", nice=1) as low, \
+            named_executor(1, "a-very-long-pool-name") as named:
+        assert low.submit(_os_name).result() == "ingest-work_0"
+        assert named.submit(_os_name).result() == "a-very-long-poo"  # Linux keeps 15 bytes
+    assert _os_name() == caller  # the calling thread keeps its own
+
+
+def test_the_default_executor_threads_are_named() -> None:
+    async def probe() -> str:
+        name_default_executor(asyncio.get_running_loop())
+        return await asyncio.to_thread(lambda: threading.current_thread().name)
+
+    assert asyncio.run(probe()).startswith("blocking-io_")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread names via prctl: Linux")
+def test_threads_started_under_a_temporary_name_inherit_it() -> None:
+    caller, seen = _os_name(), []
+    with os_thread_named("onnx-intra-op"):
+        assert _os_name() == "onnx-intra-op"
+        started = threading.Thread(target=lambda: seen.append(_os_name()))
+        started.start()
+        started.join()
+    assert seen == ["onnx-intra-op"] and _os_name() == caller

@@ -48,6 +48,7 @@ from magpie.embedding.models.appearance import DIM as APPEARANCE_DIM
 from magpie.embedding.models.appearance import VERSION as APPEARANCE_VERSION
 from magpie.embedding.models.appearance import appearance as describe
 from magpie.embedding.models.appearance import fuse
+from magpie.common.pipeline import os_thread_named
 from magpie.embedding.models.preprocess import fit_pad, trim_borders
 
 if TYPE_CHECKING:
@@ -288,7 +289,10 @@ def _session(path: Path, threads: int | None) -> Any:
     # Idle pool threads spin by default; between the small batches a live ingest produces,
     # that spinning doubled the model's CPU per image and starved the other stages.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # The intra-op pool starts with the session and inherits this name: `top -H` then shows
+    # the model's threads apart from the thread that loaded it.
+    with os_thread_named("onnx-intra-op"):
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OnnxImageEmbedder:
