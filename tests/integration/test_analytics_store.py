@@ -102,6 +102,23 @@ async def test_exports_stream_deduplicated_csv_and_parquet(store):
     assert table.num_rows == 8 and sorted(table.column("event_id").to_pylist())[0] == "a1"
 
 
+async def test_an_export_over_many_blocks_is_one_document(store):
+    # chdb formats each block on its own: several inserts (parts) and FINAL give several blocks,
+    # which came out as repeated CSV headers and a run of Parquet files before.
+    import pyarrow.parquet as pq
+
+    _, events = _scenario()
+    for event in events:  # one part per event
+        await store.insert_events([event])
+        await store.flush()
+    unique = 8  # as test_exports_stream_deduplicated_csv_and_parquet: the scenario's events in June
+    csv = b"".join([c async for c in store.export_events("shop", *JUNE, "csv")]).decode().splitlines()
+    assert len(csv) == 1 + unique and sum(line.startswith('"action"') for line in csv) == 1
+    parquet = b"".join([c async for c in store.export_events("shop", *JUNE, "parquet")])
+    table = pq.read_table(io.BytesIO(parquet))
+    assert table.num_rows == unique and parquet.count(b"PAR1") == 2  # one file: magic at both ends
+
+
 async def test_usage_counts_and_application_deletion(store):
     searches, events = _scenario()
     await store.insert_searches(searches)
@@ -131,7 +148,7 @@ class _FakeChdbSession:
 
     def send_query(self, text, fmt="CSV", params=None):
         self.sent.append((text, params or {}))
-        return _Chunks()
+        return _Chunks(_document(text))
 
     def close(self):
         pass
@@ -145,9 +162,21 @@ class _Bytes:
         return self.data
 
 
+def _document(query: str) -> bytes:
+    """What a fake engine answers an export: a one-row Parquet file, or CSV text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not query.endswith("FORMAT Parquet"):
+        return b'"x"\n1\n'
+    out = io.BytesIO()
+    pq.write_table(pa.table({"x": [1]}), out)
+    return out.getvalue()
+
+
 class _Chunks:
-    def __init__(self):
-        self.left = [_Bytes(b"x")]
+    def __init__(self, document: bytes):
+        self.left = [_Bytes(document)]
 
     def fetch(self):
         return self.left.pop() if self.left else None
@@ -170,7 +199,7 @@ class _FakeClickHouseClient:
 
     def raw_stream(self, query, parameters=None):
         self.sent.append((query, parameters or {}))
-        return iter([b"x"])
+        return iter([_document(query)])
 
     def close(self):
         pass
@@ -183,8 +212,11 @@ async def _drive(store, searches, events):
     await store.insert_ingest_log([IngestLogRow("shop", "1", "im", "search", "ok", 0, DAY1)])
     await reports.report(store, ReportQuery("shop", *JUNE, solution="more-like-this"))
     await reports.usage(store, "shop", *JUNE)
-    for fmt in ("csv", "parquet"):
-        assert [c async for c in store.export_events("shop", *JUNE, fmt)] == [b"x"]
+    import pyarrow.parquet as pq
+
+    assert b"".join([c async for c in store.export_events("shop", *JUNE, "csv")]) == b'"x"\n1\n'
+    parquet = b"".join([c async for c in store.export_events("shop", *JUNE, "parquet")])
+    assert pq.read_table(io.BytesIO(parquet)).to_pylist() == [{"x": 1}]
     await store.delete_app("shop")
     await store.ping()
     await store.stop()

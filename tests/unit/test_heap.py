@@ -17,7 +17,8 @@ def unfrozen():
 def test_freeze_moves_live_objects_out_of_the_collectors_walks(unfrozen):
     kept = [object() for _ in range(1000)]
     frozen = freeze_startup_heap()
-    assert frozen == gc.get_freeze_count() and frozen >= len(kept)
+    # Other threads may free a frozen object meanwhile: the count can only have gone down.
+    assert frozen >= len(kept) and len(kept) <= gc.get_freeze_count() <= frozen
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from magpie.analytics.store.base import SqlStore
+from magpie.analytics.store.chdb_export import one_csv, one_parquet
 from magpie.common.errors import Unavailable
+from magpie.common.ports.analytics import ExportFormat
 
 
 class ChdbAnalyticsStore(SqlStore):
@@ -67,6 +69,10 @@ class ChdbAnalyticsStore(SqlStore):
 
     async def _query(self, query: str, params: dict[str, str]) -> bytes:
         return await self._call(self._run, query, params)
+
+    def _export_chunks(self, chunks: AsyncIterator[bytes], fmt: ExportFormat) -> AsyncIterator[bytes]:
+        # chdb formats each block on its own (see chdb_export).
+        return one_csv(chunks) if fmt == "csv" else one_parquet(chunks)
 
     async def _stream(self, query: str, params: dict[str, str]) -> AsyncIterator[bytes]:
         session = await asyncio.to_thread(self._connect)
