@@ -162,41 +162,45 @@ def system_seconds(pid: int | str = "self") -> float:
     return int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
-def context_switches(pid: int) -> int:
-    """Voluntary + involuntary context switches of a process's live threads so far."""
-    total = 0
-    for status in Path(f"/proc/{pid}/task").glob("*/status"):
-        try:
-            lines = status.read_text().splitlines()
-        except OSError:  # the thread ended meanwhile
-            continue
-        # "voluntary_ctxt_switches:" and "nonvoluntary_ctxt_switches:"
-        total += sum(int(line.split()[1]) for line in lines
-                     if line.split(":", 1)[0].endswith("ctxt_switches"))
-    return total
+@dataclass(frozen=True)
+class ThreadSample:
+    """One thread of a process at one moment: its OS-level name, CPU seconds, context switches."""
+
+    comm: str
+    cpu: float
+    switches: int
 
 
-def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
-    """CPU seconds per live thread of a process, with the thread's OS-level name."""
+def thread_samples(pid: int) -> dict[int, ThreadSample]:
+    """Every live thread of a process, from /proc (a thread that ends meanwhile is skipped)."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             comm = (task / "comm").read_text().strip()
-        except OSError:  # the thread ended meanwhile
+            status = (task / "status").read_text().splitlines()
+        except OSError:
             continue
-        out[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+        # "voluntary_ctxt_switches:" and "nonvoluntary_ctxt_switches:"
+        switches = sum(int(line.split()[1]) for line in status
+                       if line.split(":", 1)[0].endswith("ctxt_switches"))
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out[int(task.name)] = ThreadSample(comm, cpu, switches)
     return out
 
 
-def cpu_by_thread_group(pid: int, before: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds since `before` per thread group: the OS name less its pool index; the main
-    thread is the event loop, unnamed threads (SQLite, HTTP helpers) inherit the process name."""
+def by_thread_group(pid: int, before: dict[int, ThreadSample]) -> tuple[dict[str, float], int]:
+    """CPU seconds since `before` per thread group (the OS name less its pool index; the main
+    thread is the event loop, unnamed threads such as SQLite's inherit the process name), and
+    the context switches since `before` (threads started meanwhile counted from zero)."""
     groups: dict[str, float] = {}
-    for tid, (comm, seconds) in thread_cpu(pid).items():
-        group = "event loop" if tid == pid else re.sub(r"_\d+$", "", comm)
-        groups[group] = groups.get(group, 0.0) + seconds - before.get(tid, (comm, 0.0))[1]
-    return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
+    switches = 0
+    for tid, now in thread_samples(pid).items():
+        then = before.get(tid, ThreadSample(now.comm, 0.0, 0))
+        group = "event loop" if tid == pid else re.sub(r"_\d+$", "", now.comm)
+        groups[group] = groups.get(group, 0.0) + now.cpu - then.cpu
+        switches += now.switches - then.switches
+    return dict(sorted(groups.items(), key=lambda kv: -kv[1])), switches
 
 
 def machine_busy_seconds() -> float:
@@ -223,20 +227,21 @@ class Usage:
     bench: float
     machine: float
     server_sys: float = 0.0
-    switches: float = 0.0  # the server's context switches (threads alive at both ends)
+    switches: float = 0.0  # the server's context switches
     by_thread: dict[str, float] = field(default_factory=dict)  # CPU seconds per thread group
 
     @classmethod
     def during(cls, pid: int, start: tuple[float, ...]) -> Usage:
-        wall, server, bench, machine, server_sys, switches, threads = start
+        wall, server, bench, machine, server_sys, threads = start
+        groups, switches = by_thread_group(pid, threads)
         return cls(time.perf_counter() - wall, cpu_seconds(pid) - server, cpu_seconds() - bench,
                    machine_busy_seconds() - machine, system_seconds(pid) - server_sys,
-                   context_switches(pid) - switches, cpu_by_thread_group(pid, threads))
+                   switches, groups)
 
     @staticmethod
     def mark(pid: int) -> tuple[float, ...]:
         return (time.perf_counter(), cpu_seconds(pid), cpu_seconds(), machine_busy_seconds(),
-                system_seconds(pid), context_switches(pid), thread_cpu(pid))
+                system_seconds(pid), thread_samples(pid))
 
     def cores(self, cpu: float) -> str:
         return f"{cpu / self.wall:4.2f} cores"
@@ -477,8 +482,9 @@ def report(args: argparse.Namespace, app_id: str, bulk: BulkResult, usage: Usage
         ("  of which in the kernel", f"{1000 * usage.server_sys / max(bulk.ok, 1):8.1f} ms"),
         ("  context switches per image", f"{usage.switches / max(bulk.ok, 1):8.1f}"),
         *((f"  in the {group}" if group == "event loop" else f"  in {group} threads",
-           f"{1000 * seconds / max(bulk.ok, 1):8.1f} ms")
-          for group, seconds in usage.by_thread.items() if seconds * 1000 / max(bulk.ok, 1) >= 0.05),
+           f"{per_image:8.1f} ms")
+          for group, seconds in usage.by_thread.items()
+          if (per_image := 1000 * seconds / max(bulk.ok, 1)) >= 0.05),
         ("CPU per image: raw embedder", f"{raw_cpu:8.1f} ms"),
         ("raw / server CPU per image",
          f"{100 * raw_cpu / server_cpu:8.1f} %  (CPU time: less load-sensitive)"),

@@ -206,9 +206,10 @@ def serve_elsewhere(files: dict[str, bytes]) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="magpie-bench-images-") as folder:
         for name, data in files.items():
             (Path(folder) / name).write_bytes(data)
-        proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
-                                 "--directory", folder], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+        command = [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                   "--directory", folder]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
         try:
             line = proc.stdout.readline() if proc.stdout else ""
             port = int(line.split(" port ")[1].split()[0])
@@ -226,7 +227,8 @@ def during_ingest(url: str, auth: tuple[str, str], names: list[str], n: int
     images = {f"{i}.jpg": encode(scene(seed + i, (320, 320)), "JPEG", quality=90)
               for i in range(n)}
     other = create_app(url)
-    with (serve_elsewhere(images) as base, httpx.Client(base_url=url, auth=auth, timeout=60) as client,
+    with (serve_elsewhere(images) as base,
+          httpx.Client(base_url=url, auth=auth, timeout=60) as client,
           httpx.Client(base_url=url, auth=(other["access_key"], other["secret_key"]),
                        timeout=60) as loader):
         trans = []

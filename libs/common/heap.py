@@ -40,7 +40,8 @@ class GcPauses:
         if phase == "start":
             self._started = time.perf_counter()
         elif self._started:
-            self.histogram.labels(str(info["generation"])).observe(time.perf_counter() - self._started)
+            pause = time.perf_counter() - self._started
+            self.histogram.labels(str(info["generation"])).observe(pause)
 
     def install(self) -> None:
         """Start observing (idempotent)."""

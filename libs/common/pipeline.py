@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import sys
@@ -170,16 +171,28 @@ def _ingest_thread(nice: int) -> None:
     lower_thread_priority(nice)
 
 
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl (Linux), or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError) as exc:  # no libc symbol: threads keep inherited names
+        log.debug("no prctl, threads keep their inherited names: %s", exc)
+        return None
+
+
 @contextlib.contextmanager
 def os_thread_named(name: str) -> Iterator[None]:
     """Within the block the calling thread carries `name` at the OS level, so that native
     threads started meanwhile (a library's worker pool) inherit it; restored afterwards."""
-    before = ctypes.create_string_buffer(16)
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_GET_NAME, before, 0, 0, 0)
-    except (OSError, AttributeError):
+    prctl = _prctl()
+    if prctl is None:
         yield
         return
+    before = ctypes.create_string_buffer(16)
+    prctl(_PR_GET_NAME, before, 0, 0, 0)
     name_os_thread(name)
     try:
         yield
@@ -191,13 +204,10 @@ def name_os_thread(name: str | None = None) -> None:
     """Give the calling thread its Python name at the OS level too (Linux keeps 15 bytes), so
     `top -H`, /proc/<pid>/task/*/comm and profilers tell the pools apart; threads it starts
     (onnxruntime's intra-op pool) inherit the name. Elsewhere a no-op."""
-    if not sys.platform.startswith("linux"):
-        return
-    label = (name or threading.current_thread().name).encode()[:15]
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(label), 0, 0, 0)
-    except (OSError, AttributeError) as exc:  # no libc symbol: keep the inherited name
-        log.debug("thread name unchanged: %s", exc)
+    prctl = _prctl()
+    if prctl is not None:
+        label = (name or threading.current_thread().name).encode()[:15]
+        prctl(_PR_SET_NAME, ctypes.c_char_p(label), 0, 0, 0)
 
 
 def lower_thread_priority(nice: int = INGEST_NICE) -> None:

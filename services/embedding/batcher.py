@@ -74,7 +74,8 @@ class EmbeddingBatcher:
         self.max_defer_s = max_defer_s
         # On a failed batch, retry its images one by one so one bad image fails alone.
         self.isolate_failures = isolate_failures
-        self._interactive = _Lane("interactive", named_executor(threads, "embed-interactive"), threads)
+        self._interactive = _Lane("interactive", named_executor(threads, "embed-interactive"),
+                                  threads)
         self._bulk = _Lane("bulk", low_priority_executor(threads, "embed-bulk", bulk_nice), threads)
         self._closed = False
         self.deferrals = 0  # bulk batches held back for interactive work (for tests, metrics)

@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             flusher = asyncio.create_task(flush_usage(app.state.api_usage, c.analytics, stop))
             app.state.metrics.gc.install()
             if settings.gc_freeze:
-                log.info("froze %d start-up objects out of the collector's walks", freeze_startup_heap())
+                frozen = freeze_startup_heap()
+                log.info("froze %d start-up objects out of the collector's walks", frozen)
             try:
                 yield
             finally:

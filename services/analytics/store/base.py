@@ -190,11 +190,12 @@ class SqlStore:
         """Stream the raw (deduplicated) events of the range as CSV or Parquet."""
         await self.flush()
         query = sql.export(self.database, fmt)
-        chunks = self._export_chunks(self._stream(query, _params(ReportQuery(app_id, date_from, date_to))), fmt)
-        async for chunk in chunks:
+        streamed = self._stream(query, _params(ReportQuery(app_id, date_from, date_to)))
+        async for chunk in self._export_chunks(streamed, fmt):
             yield chunk
 
-    def _export_chunks(self, chunks: AsyncIterator[bytes], fmt: ExportFormat) -> AsyncIterator[bytes]:
+    def _export_chunks(self, chunks: AsyncIterator[bytes],
+                       fmt: ExportFormat) -> AsyncIterator[bytes]:
         """The engine's streamed export as one document (an adapter's hook; as is by default)."""
         return chunks
 

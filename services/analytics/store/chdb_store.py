@@ -70,7 +70,8 @@ class ChdbAnalyticsStore(SqlStore):
     async def _query(self, query: str, params: dict[str, str]) -> bytes:
         return await self._call(self._run, query, params)
 
-    def _export_chunks(self, chunks: AsyncIterator[bytes], fmt: ExportFormat) -> AsyncIterator[bytes]:
+    def _export_chunks(self, chunks: AsyncIterator[bytes],
+                       fmt: ExportFormat) -> AsyncIterator[bytes]:
         # chdb formats each block on its own (see chdb_export).
         return one_csv(chunks) if fmt == "csv" else one_parquet(chunks)
 

@@ -48,8 +48,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def layout(canvas: np.ndarray) -> np.ndarray:
     """The (192,) layout descriptor of a (64, 64, 3) uint8 canvas: block means, centred, unit."""
     block = CANVAS // LAYOUT_SIDE
-    means = canvas.reshape(LAYOUT_SIDE, block, LAYOUT_SIDE, block, 3).mean(axis=(1, 3), dtype=np.float32)
-    flat = means.ravel()
+    blocks = canvas.reshape(LAYOUT_SIDE, block, LAYOUT_SIDE, block, 3)
+    flat = blocks.mean(axis=(1, 3), dtype=np.float32).ravel()
     return _unit(flat - flat.mean())
 
 

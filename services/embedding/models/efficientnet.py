@@ -44,11 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from magpie.embedding.models.appearance import DIM as APPEARANCE_DIM
-from magpie.embedding.models.appearance import VERSION as APPEARANCE_VERSION
-from magpie.embedding.models.appearance import appearance as describe
-from magpie.embedding.models.appearance import fuse
 from magpie.common.pipeline import os_thread_named
+from magpie.embedding.models import appearance as descriptor
 from magpie.embedding.models.preprocess import fit_pad, trim_borders
 
 if TYPE_CHECKING:
@@ -261,7 +258,7 @@ def load_efficientnet(cache_dir: Path, model_name: str = DEFAULT_MODEL,
     path = ensure_onnx(cache_dir, model_name, image_size, pooling)
     preprocessing = PREPROCESSING if trim else "fitpad-border-v1"
     if appearance:
-        preprocessing += f"-{APPEARANCE_VERSION}"
+        preprocessing += f"-{descriptor.VERSION}"
     version = f"{path.stem.rsplit('-', 1)[-1]}-{preprocessing}"
     return OnnxImageEmbedder(path, model_name, version,
                              image_size=image_size or IMAGE_SIZES[model_name], threads=threads,
@@ -317,7 +314,7 @@ class OnnxImageEmbedder:
             raise ValueError(f"{self.path.name} expects {shape[1]}x{shape[2]} images, "
                              f"not {image_size}")
         self.network_dim = int(outputs[0].shape[-1])
-        self.dim = self.network_dim + (APPEARANCE_DIM if appearance else 0)
+        self.dim = self.network_dim + (descriptor.DIM if appearance else 0)
 
     def embed(self, images: Sequence[Image]) -> np.ndarray:
         """A float32 array of shape (len(images), dim), each row of unit length."""
@@ -330,7 +327,8 @@ class OnnxImageEmbedder:
             # ReLU6 features are never all zero on a real image; the floor only avoids NaN.
             features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
             if self.appearance:
-                features = fuse(features, np.stack([describe(one) for one in pixels]))
+                features = descriptor.fuse(features,
+                                           np.stack([descriptor.appearance(one) for one in pixels]))
             out[start:start + len(pixels)] = features
         return out
 
