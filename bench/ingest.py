@@ -31,7 +31,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._profiling import py_spy  # noqa: E402
+from tests.fixtures.http import running  # noqa: E402
 from tests.fixtures.server import (  # noqa: E402
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -137,15 +137,8 @@ def serve_images(images: dict[int, bytes]) -> Iterator[str]:
     """Serve `images[i]` at /img/<i>.jpg on a free loopback port; yields the base URL."""
     server = _ImageServer(("127.0.0.1", 0), _Handler)
     server.images = images
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="image-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with running(server, "image-server") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 # --- process and machine counters ---------------------------------------------------------

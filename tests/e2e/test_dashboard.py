@@ -2,7 +2,6 @@
 schema → keys → status → catalog → try it → analytics → members; steps run in file order."""
 import asyncio
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ import pytest
 
 from tests.fixtures.browser import artifacts_dir, csrf_of, enable_try_form, new_page, shot, sign_in
 from tests.fixtures.catalog import encode, scene, serve_files
+from tests.fixtures.http import running
 from tests.fixtures.images import serve
 from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD
 
@@ -360,14 +360,8 @@ def _static_site(html: bytes):
             self.end_headers()
             self.wfile.write(html)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_address[1]}/shop.html"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "merchant-page") as port:
+        yield f"http://localhost:{port}/shop.html"
 
 
 def test_csv_upload_confirms_the_detected_schema_and_shows_progress(page, images):

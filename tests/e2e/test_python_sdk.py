@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import functools
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +28,7 @@ from magpie_sdk import (
 )
 from magpie_sdk.cli import main as sdk_cli
 from tests.fixtures.catalog import catalog, encode, scene, serve_files
+from tests.fixtures.http import running
 from tests.fixtures.server import ADMIN_EMAIL, ADMIN_PASSWORD, admin_headers, free_port
 
 pytestmark = pytest.mark.e2e
@@ -179,15 +179,11 @@ def test_folder_upload_through_the_cli(client, tmp_path, capsys):
         (folder / "hats" / f"hat {i}.png").write_bytes(encode(scene(300 + i)))
     (folder / "notes.txt").write_text("not an image")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+    with running(server, "shop-folder") as port:
+        base = f"http://127.0.0.1:{port}"
         code = sdk_cli(["upload", "folder", str(folder), "--base-url", base, "--field", "brand=Hats",
                         "--host", str(client._http.base_url), "--access-key", client.credentials.access_key,
                         "--secret-key", client.credentials.secret_key, "--no-progress"])
-    finally:
-        server.shutdown()
-        server.server_close()
     out = capsys.readouterr().out
     assert code == 0, out
     assert '"indexed": 3' in out
@@ -283,10 +279,8 @@ class _FlakyProxy(BaseHTTPRequestHandler):
 
 def test_retries_on_503_with_backoff(server, client, app):
     _FlakyProxy.target, _FlakyProxy.seen = server.url, []
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyProxy)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{proxy.server_address[1]}"
-    try:
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), _FlakyProxy), "flaky-proxy") as port:
+        url = f"http://127.0.0.1:{port}"
         with Magpie(url, access_key=app.access_key, secret_key=app.secret_key, backoff=0.05) as c:
             assert c.search("s1", limit=3).hits
             assert _FlakyProxy.seen == ["GET /search"] * 3  # two 503s, then the answer
@@ -300,9 +294,6 @@ def test_retries_on_503_with_backoff(server, client, app):
             with pytest.raises(ServerError):
                 c.search("s1")
             assert len(_FlakyProxy.seen) == 2  # one try and one retry
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
     with Magpie(f"http://127.0.0.1:{free_port()}", app_key="k", backoff=0.01, max_retries=2) as down:
         started = time.monotonic()
         with pytest.raises(TransportError):

@@ -5,7 +5,6 @@ transaction are attributed; every view and click the widgets recorded is in the 
 import base64
 import csv
 import io
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import pytest
 from tests.e2e.js.shop import ITEMS, brand_of, load_shop, report, serve_shop_images
 from tests.fixtures.browser import artifacts_dir, new_page
 from tests.fixtures.catalog import encode, scene
+from tests.fixtures.http import running
 
 pytestmark = pytest.mark.e2e
 SCRIPT = "/widgets/v1/magpie-widgets.js"
@@ -89,15 +89,8 @@ def merchant_site(host: str, key: str) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "merchant-site") as port:
+        yield f"http://localhost:{port}"
 
 
 @pytest.fixture(scope="module")
