@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from magpie.common.bus.kafka import REASON_HEADER, SOURCE_HEADER
 from tests.fixtures.catalog import encode, scene, serve_files
-from tests.fixtures.kafka import TansuBroker, start_tansu
+from tests.fixtures.kafka import TansuBroker, read_topic, start_tansu
 from tests.fixtures.server import admin_headers
 from tests.fixtures.stack import Stack, new_database
 
@@ -226,23 +226,6 @@ def test_a_paused_broker_stalls_the_pipeline_which_then_finishes(stack, shop, im
             assert httpx.get(f"{proc.url}/ready", timeout=5).status_code == 200, key
 
 
-async def _dead_letters(bootstrap: str, topic: str, timeout: float = 30) -> list:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        async with asyncio.timeout(timeout):
-            while True:
-                batch = await consumer.getmany(timeout_ms=300)
-                records = [r for rs in batch.values() for r in rs]
-                if records:
-                    return records
-    finally:
-        await consumer.stop()
-
-
 async def _publish_raw(bootstrap: str, topic: str, value: bytes, key: bytes) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
@@ -260,7 +243,8 @@ def test_a_poison_record_is_dead_lettered_with_its_reason_and_the_rest_flows(sta
     st = wait_done(stack, shop, trans_id)
     assert (st["total"], st["success_count"], st["fail_count"]) == (10, 10, 0), st
     assert item_count(stack, shop) == before + 10
-    [dead] = asyncio.run(_dead_letters(stack.bootstrap, f"{topic}.embedding.dlq"))
+    [dead] = asyncio.run(read_topic(stack.bootstrap, f"{topic}.embedding.dlq", 1, timeout=30,
+                                    partitions=PARTITIONS))
     headers = dict(dead.headers)
     assert dead.key == b"poison" and dead.value == b'{"app_id": 42, "garbage": true}'
     assert headers[REASON_HEADER].decode().startswith("undecodable ImageReady")

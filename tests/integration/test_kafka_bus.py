@@ -11,12 +11,13 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from magpie.common.bus.kafka import REASON_HEADER, TYPE_HEADER, VERSION_HEADER, KafkaBus
 from magpie.common.errors import InvalidRequest, Unavailable
 from magpie.common.events.control import ApplicationCreated
+from tests.fixtures.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -57,24 +58,6 @@ async def eventually_async(fetch: Callable, expected: object, timeout: float = 1
                 await asyncio.sleep(0.05)
     except TimeoutError:
         pytest.fail(f"expected {expected!r}, last saw {last!r}")
-
-
-async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list:
-    """At least `count` records of `topic`, every partition from the start, read without a group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        records: list = []
-        async with asyncio.timeout(timeout):
-            while len(records) < count:
-                batch = await consumer.getmany(timeout_ms=200)
-                records.extend(r for rs in batch.values() for r in rs)
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
