@@ -124,8 +124,9 @@ def load_items(roots: dict[str, Path], limit: int | None) -> list[Item]:
 
 
 def normalise(data: bytes) -> Image.Image:
-    """The image as ingest hands it to the embedder (RGB, alpha composited on white)."""
-    return decode_and_normalise(data, min_side=16, warn_side=0).image
+    """The image as ingest hands it to the embedder: the stored copy's pixels (RGB, alpha
+    composited on white, re-encoded unless it came as a plain RGB JPEG)."""
+    return decode_and_normalise(data, min_side=16, warn_side=0).stored_pixels()
 
 
 def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:

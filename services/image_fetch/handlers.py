@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -96,9 +95,11 @@ async def _fetch_and_store(event: ItemAccepted, deps: FetchDeps) -> FetchState:
         state = prior  # unchanged content: embedding finds its vector by content hash
         state.url, state.etag, state.last_modified = event.im_url, result.etag, result.last_modified
     else:
-        await asyncio.gather(
-            deps.objects.put(image_key(event.app_id, event.im_name), norm.jpeg, "image/jpeg"),
-            deps.objects.put(thumbnail_key(event.app_id, event.im_name), norm.thumbnail, "image/jpeg"))
+        # One object per image: thumbnails are made on their first request (most are never
+        # shown, and every object written costs a file creation here).
+        await deps.objects.put(image_key(event.app_id, event.im_name), norm.jpeg, "image/jpeg")
+        if prior is not None:  # the old version's thumbnail, if one was ever made
+            await deps.objects.delete(thumbnail_key(event.app_id, event.im_name, prior.content_hash))
         state = FetchState(url=event.im_url, content_hash=norm.content_hash, etag=result.etag,
                            last_modified=result.last_modified, width=norm.width, height=norm.height,
                            colors=colors, warnings=list(norm.warnings))
@@ -115,16 +116,7 @@ def _normalise(data: bytes, min_side: int):  # noqa: ANN202 - (NormalisedImage, 
 
     norm = decode_and_normalise(data, min_side=min_side)
     colors = dominant_colors(norm.image)
-    # What embedding gets is the stored JPEG decoded, as when it reads the store (and as
-    # reindex and an upload search of the same picture see it): the in-memory pixels differ
-    # by the JPEG round trip, enough to move a vector (cosine 0.97 with itself).
-    norm.image = _decoded(norm.jpeg)
+    # What embedding gets is the stored copy's pixels, as when it reads the store (and as
+    # reindex and an upload search of the same picture see them).
+    norm.image = norm.stored_pixels()
     return norm, colors
-
-
-def _decoded(jpeg: bytes):  # noqa: ANN202 - PIL image
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(jpeg))
-    image.load()
-    return image

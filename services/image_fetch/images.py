@@ -22,24 +22,36 @@ _ORIENTATION = 0x0112  # EXIF tag
 
 JPEG_QUALITY = 90
 THUMB_QUALITY = 85
+THUMB_SIDE = 256
 
 
 @dataclass(slots=True)
 class NormalisedImage:
     """A decoded image ready for storage and embedding.
 
-    `width`/`height` are the source image's (after EXIF orientation); `image`, `jpeg` and
-    `thumbnail` are the normalised, possibly downscaled, RGB renditions.
+    `width`/`height` are the source image's (after EXIF orientation); `image` and `jpeg` are
+    the normalised, possibly downscaled, RGB renditions. `as_stored` is True when `image` is
+    exactly what decoding `jpeg` gives (a plain RGB JPEG kept as it came).
     """
 
     image: Image.Image
     jpeg: bytes
-    thumbnail: bytes
     width: int
     height: int
     format: str
     content_hash: str
     warnings: list[str] = field(default_factory=list)
+    as_stored: bool = False
+
+    def stored_pixels(self) -> Image.Image:
+        """The pixels of the stored copy: what reindex and a re-read of the store see."""
+        if self.as_stored:
+            return self.image
+        # The re-encoded copy differs from the pre-encoding pixels by the JPEG round trip,
+        # enough to move a vector (cosine 0.97 with itself).
+        image = Image.open(io.BytesIO(self.jpeg))
+        image.load()
+        return image
 
 
 def content_hash(data: bytes) -> str:
@@ -91,17 +103,22 @@ def _identify(data: bytes, max_pixels: int) -> tuple[str, int, int]:
     return fmt, width, height
 
 
-def _decode(data: bytes, fmt: str, max_side_out: int) -> tuple[Image.Image, bool]:
+def _decode(data: bytes, fmt: str, max_side_out: int) -> tuple[Image.Image, bool, bool]:
     """Re-open (verify() leaves the image unusable), decode the first frame, apply EXIF
-    orientation; also say whether that orientation swapped width and height."""
+    orientation; also say whether that orientation swapped width and height, and whether
+    the pixels are exactly the file's (no reduced decode, no orientation applied)."""
     try:
         im = _open(data)
+        exact = True
         if fmt in ("JPEG", "MPO") and max(im.size) > 2 * max_side_out:
             # libjpeg can decode at 1/2, 1/4 or 1/8 scale: far less work for big photos.
             im.draft(None, (max_side_out, max_side_out))
+            exact = False
         im.load()
-        swapped = im.getexif().get(_ORIENTATION) in (5, 6, 7, 8)
-        return ImageOps.exif_transpose(im) or im, swapped
+        orientation = im.getexif().get(_ORIENTATION)
+        if orientation in (None, 1):
+            return im, False, exact
+        return ImageOps.exif_transpose(im) or im, orientation in (5, 6, 7, 8), False
     except Image.DecompressionBombError as exc:
         raise UnsupportedFormat(f"image is too large to decode safely: {exc}") from None
     except Exception as exc:  # noqa: BLE001
@@ -143,9 +160,18 @@ def _jpeg(im: Image.Image, quality: int) -> bytes:
     return out.getvalue()
 
 
+def make_thumbnail(jpeg: bytes, side: int = THUMB_SIDE) -> bytes:
+    """A preview JPEG, longer side at most `side`, of a stored (normalised) image."""
+    im = Image.open(io.BytesIO(jpeg))
+    im.draft("RGB", (side, side))  # libjpeg decodes at a reduced scale where it can
+    im = im.convert("RGB")
+    # A thumbnail is a preview: BILINEAR costs less than half of LANCZOS.
+    im.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return _jpeg(im, THUMB_QUALITY)
+
+
 def decode_and_normalise(data: bytes, *, min_side: int = 32, warn_side: int = 100,
-                         max_pixels: int = 50_000_000, max_side_out: int = 1024,
-                         thumb_side: int = 256) -> NormalisedImage:
+                         max_pixels: int = 50_000_000, max_side_out: int = 1024) -> NormalisedImage:
     """Validate `data` as an image of an allowed format and size and normalise it to RGB JPEG.
 
     Raises UnsupportedFormat (202) for non-images, corrupt or truncated data, formats outside
@@ -157,7 +183,7 @@ def decode_and_normalise(data: bytes, *, min_side: int = 32, warn_side: int = 10
     if min(width, height) < min_side:
         raise UnsupportedDimension(
             f"image is {width}x{height}; both sides must be at least {min_side} px")
-    im, swapped = _decode(data, fmt, max_side_out)
+    im, swapped, exact = _decode(data, fmt, max_side_out)
     if swapped:  # report the sides a viewer sees
         width, height = height, width
     try:
@@ -168,12 +194,13 @@ def decode_and_normalise(data: bytes, *, min_side: int = 32, warn_side: int = 10
     if min(width, height) < warn_side:
         warnings.append(f"image is {width}x{height}; at least {warn_side} px on both sides "
                         "is recommended for good search results")
+    fmt_name = _FORMAT_NAMES.get(fmt, fmt)
+    if fmt_name == "JPEG" and exact and rgb is im and max(rgb.size) <= max_side_out:
+        # Already what the store keeps (an RGB JPEG of at most max_side_out, upright): kept
+        # as it came. Re-encoding would cost an encode and a decode per item and lose quality.
+        return NormalisedImage(image=rgb, jpeg=data, width=width, height=height, format=fmt_name,
+                               content_hash=content_hash(data), warnings=warnings, as_stored=True)
     if max(rgb.size) > max_side_out:
         rgb.thumbnail((max_side_out, max_side_out), Image.Resampling.LANCZOS)
-    thumb = rgb.copy()
-    # A thumbnail is a preview: BILINEAR from the normalised copy costs less than half of LANCZOS.
-    thumb.thumbnail((thumb_side, thumb_side), Image.Resampling.BILINEAR)
-    return NormalisedImage(image=rgb, jpeg=_jpeg(rgb, JPEG_QUALITY),
-                           thumbnail=_jpeg(thumb, THUMB_QUALITY), width=width, height=height,
-                           format=_FORMAT_NAMES.get(fmt, fmt), content_hash=content_hash(data),
-                           warnings=warnings)
+    return NormalisedImage(image=rgb, jpeg=_jpeg(rgb, JPEG_QUALITY), width=width, height=height,
+                           format=fmt_name, content_hash=content_hash(data), warnings=warnings)

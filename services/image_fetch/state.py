@@ -22,9 +22,13 @@ def image_key(app_id: str, im_name: str) -> str:
     return item_prefix(app_id, im_name) + "image.jpg"
 
 
-def thumbnail_key(app_id: str, im_name: str) -> str:
-    """The item's thumbnail for dashboards and widgets."""
-    return item_prefix(app_id, im_name) + "thumb.jpg"
+def thumbnail_key(app_id: str, im_name: str, content_hash: str) -> str:
+    """The thumbnail of one version of the item's image, made on its first request.
+
+    Named by content so that a thumbnail made from an image being replaced can never be
+    served for the new one.
+    """
+    return item_prefix(app_id, im_name) + f"thumb-{content_hash[:16]}.jpg"
 
 
 @dataclass

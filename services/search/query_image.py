@@ -60,21 +60,26 @@ def _reason(err: MagpieError, cls: type[MagpieError]) -> MagpieError:
 
 async def decode(data: bytes, *, min_side: int, from_url: bool = False) -> QueryImage:
     """Decode and normalise image bytes; 1102 (1104 for an im_url) when they are no image."""
-    from magpie.image_fetch.images import decode_and_normalise
-
     if len(data) > MAX_UPLOAD_BYTES:
         raise (InvalidImageUrl if from_url else InvalidImageFormat)(
             f"The image is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
     try:
-        norm = await asyncio.to_thread(decode_and_normalise, data, min_side=min_side)
+        norm = await asyncio.to_thread(_normalised, data, min_side)
     except UnsupportedDimension as err:
         raise _reason(err, InvalidImageDimension) from None
     except UnsupportedFormat as err:
         raise _reason(err, InvalidImageUrl if from_url else InvalidImageFormat) from None
-    # Indexed items are embedded from their stored JPEG: so is the query, or the same photo
+    return QueryImage(norm.image, norm.width, norm.height, norm.jpeg)
+
+
+def _normalised(data: bytes, min_side: int):  # noqa: ANN202 - NormalisedImage
+    from magpie.image_fetch.images import decode_and_normalise
+
+    norm = decode_and_normalise(data, min_side=min_side)
+    # Indexed items are embedded from their stored copy: so is the query, or the same photo
     # would not find itself at full score.
-    image = await asyncio.to_thread(_open_jpeg, norm.jpeg)
-    return QueryImage(image, norm.width, norm.height, norm.jpeg)
+    norm.image = norm.stored_pixels()
+    return norm
 
 
 def download_error(err: DownloadFailed) -> MagpieError:

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from magpie.common.errors import UnsupportedDimension, UnsupportedFormat
-from magpie.image_fetch.images import content_hash, decode_and_normalise
+from magpie.image_fetch.images import content_hash, decode_and_normalise, make_thumbnail
 from tests.fixtures.images import (
     HTML,
     SEED_FORMATS,
@@ -84,11 +84,11 @@ def test_cmyk_jpeg_becomes_rgb():
 
 
 def test_large_images_are_downscaled_with_their_aspect_kept():
-    out = decode_and_normalise(make_image("png", (3000, 1500)), max_side_out=1024, thumb_side=256)
+    out = decode_and_normalise(make_image("png", (3000, 1500)), max_side_out=1024)
     assert (out.width, out.height) == (3000, 1500)
     assert out.image.size == (1024, 512)
     assert Image.open(io.BytesIO(out.jpeg)).size == (1024, 512)
-    assert Image.open(io.BytesIO(out.thumbnail)).size == (256, 128)
+    assert Image.open(io.BytesIO(make_thumbnail(out.jpeg, 256))).size == (256, 128)
 
 
 def test_big_jpegs_decode_reduced_but_report_their_true_size():
@@ -100,7 +100,38 @@ def test_big_jpegs_decode_reduced_but_report_their_true_size():
 def test_small_images_are_not_upscaled():
     out = decode_and_normalise(make_image("png", (200, 150)))
     assert out.image.size == (200, 150)
-    assert Image.open(io.BytesIO(out.thumbnail)).size == (200, 150)
+    assert Image.open(io.BytesIO(make_thumbnail(out.jpeg))).size == (200, 150)
+
+
+def test_a_plain_rgb_jpeg_is_kept_as_it_came():
+    data = make_image("jpeg", (640, 480))
+    out = decode_and_normalise(data)
+    assert out.as_stored and out.jpeg == data
+    assert out.stored_pixels() is out.image
+    assert out.image.tobytes() == Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(lambda: make_image("png", (640, 480)), id="not a JPEG"),
+    pytest.param(lambda: make_image("jpeg", (2000, 1000)), id="over the stored size"),
+    pytest.param(lambda: exif_rotated_jpeg((160, 80), orientation=6), id="EXIF-rotated"),
+    pytest.param(lambda: encode(picture((120, 120)).convert("CMYK"), "JPEG"), id="CMYK"),
+    pytest.param(lambda: encode(picture((120, 120)).convert("L"), "JPEG"), id="greyscale"),
+])
+def test_other_images_are_re_encoded_and_read_back_as_stored(data):
+    raw = data()
+    out = decode_and_normalise(raw)
+    assert not out.as_stored and out.jpeg != raw
+    stored = out.stored_pixels()
+    # The pixels embedding gets are those of the stored copy, not the pre-encoding ones.
+    assert stored.tobytes() == Image.open(io.BytesIO(out.jpeg)).tobytes()
+    assert stored.mode == "RGB" and stored.size == out.image.size
+
+
+def test_thumbnail_of_a_big_stored_image_keeps_its_aspect():
+    thumb = make_thumbnail(decode_and_normalise(make_image("jpeg", (1024, 640))).jpeg, 256)
+    im = Image.open(io.BytesIO(thumb))
+    assert im.format == "JPEG" and im.size == (256, 160)
 
 
 def test_content_hash_is_of_the_original_bytes_and_stable():

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from magpie.common.errors import NotFound, Unavailable
 from magpie.gateway.api.deps import Db, app_access, get_container
-from magpie.image_fetch.state import thumbnail_key
+from magpie.image_fetch.thumbnails import load_thumbnail
 
 PREFIX = "/widgets/v1"
 # Where sdk/js is: the repository (an editable install, `make run`), or installed as data
@@ -165,7 +165,7 @@ async def thumbnail(request: Request, db: Db,
     """An item's thumbnail (JPEG) for widget cards: `access_key` = a search-only app key."""
     found = await app_access(request, db)
     try:
-        data = await get_container(request).objects.get(thumbnail_key(found.app_id, im_name))
+        data = await load_thumbnail(get_container(request).objects, found.app_id, im_name)
     except NotFound:
         # An image's answer, not a JSON envelope: the browser shows the card's alt text.
         return Response(status_code=404, headers={"Cache-Control": "no-store"})

@@ -21,7 +21,7 @@ from magpie.common.filters import AnyOf, Filter
 from magpie.gateway.controlplane import schema as schema_uc
 from magpie.gateway.dashboard.session import AppPage
 from magpie.gateway.dashboard.web import DashboardRoute, render
-from magpie.image_fetch.state import thumbnail_key
+from magpie.image_fetch.thumbnails import load_thumbnail
 from magpie.ingestion.tables import CatalogItem
 from magpie.search import query
 from magpie.search.fq import parse_filters
@@ -157,7 +157,7 @@ async def thumbnail(ctx: AppPage, im_name: str = Query(..., min_length=1, max_le
     """An item's thumbnail, only for members of the account that owns the application."""
     assert ctx.app is not None
     try:
-        data = await ctx.container.objects.get(thumbnail_key(ctx.app.app_id, im_name))
+        data = await load_thumbnail(ctx.container.objects, ctx.app.app_id, im_name)
     except NotFound:
         return Response(status_code=404)
     # Private: thumbnails are the merchant's data; short-lived so a re-fetched image shows soon.
