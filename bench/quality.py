@@ -125,7 +125,7 @@ def load_items(roots: dict[str, Path], limit: int | None) -> list[Item]:
 
 def normalise(data: bytes) -> Image.Image:
     """The image as ingest hands it to the embedder: the stored copy's pixels (RGB, alpha
-    composited on white, re-encoded unless it came as a plain RGB JPEG)."""
+    composited on white; the emoji PNGs are stored as they came, the photo-like JPEGs too)."""
     return decode_and_normalise(data, min_side=16, warn_side=0).stored_pixels()
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -108,11 +107,9 @@ async def _vector(event: ImageReady, model: ModelHandle, deps: EmbedDeps) -> np.
 
 
 def _open(data: bytes):  # noqa: ANN202 - PIL image
-    from PIL import Image
+    from magpie.image_fetch.images import open_stored
 
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        return open_stored(data)
     except Exception as exc:  # noqa: BLE001 - a stored image that no longer decodes
         raise UnsupportedFormat(f"Stored image cannot be decoded: {exc}") from exc
-    return image  # the embedder composites any alpha on white itself

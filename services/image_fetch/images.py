@@ -20,6 +20,8 @@ _SUPPORTED_TEXT = "BMP, DIB, GIF, JPEG, JPEG 2000, PNG, PBM/PGM/PPM, Sun raster,
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _ORIENTATION = 0x0112  # EXIF tag
 
+# Formats stored as they came when no rotation or downscaling is needed, with their type.
+KEPT_AS_IS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 JPEG_QUALITY = 90
 THUMB_QUALITY = 85
 THUMB_SIDE = 256
@@ -29,13 +31,16 @@ THUMB_SIDE = 256
 class NormalisedImage:
     """A decoded image ready for storage and embedding.
 
-    `width`/`height` are the source image's (after EXIF orientation); `image` and `jpeg` are
-    the normalised, possibly downscaled, RGB renditions. `as_stored` is True when `image` is
-    exactly what decoding `jpeg` gives (a plain RGB JPEG kept as it came).
+    `width`/`height` are the source image's (after EXIF orientation). `stored` is what the
+    store keeps (`stored_type`): the original bytes when they are a JPEG, PNG or WebP of at
+    most `max_side_out` px needing no rotation, else an RGB JPEG of the image downscaled to
+    that size. `image` is the RGB rendition; `as_stored` says it is exactly what
+    `open_stored(stored)` gives.
     """
 
     image: Image.Image
-    jpeg: bytes
+    stored: bytes
+    stored_type: str
     width: int
     height: int
     format: str
@@ -49,9 +54,19 @@ class NormalisedImage:
             return self.image
         # The re-encoded copy differs from the pre-encoding pixels by the JPEG round trip,
         # enough to move a vector (cosine 0.97 with itself).
-        image = Image.open(io.BytesIO(self.jpeg))
-        image.load()
-        return image
+        return open_stored(self.stored)
+
+
+def open_stored(data: bytes, *, draft_side: int | None = None) -> Image.Image:
+    """A stored copy decoded to RGB, transparency on white: how every reader sees it.
+
+    `draft_side` lets libjpeg decode a JPEG at a reduced scale (for previews only).
+    """
+    image = _open(data)
+    if draft_side is not None:
+        image.draft("RGB", (draft_side, draft_side))
+    image.load()
+    return to_rgb(image)
 
 
 def content_hash(data: bytes) -> str:
@@ -160,11 +175,9 @@ def _jpeg(im: Image.Image, quality: int) -> bytes:
     return out.getvalue()
 
 
-def make_thumbnail(jpeg: bytes, side: int = THUMB_SIDE) -> bytes:
-    """A preview JPEG, longer side at most `side`, of a stored (normalised) image."""
-    im = Image.open(io.BytesIO(jpeg))
-    im.draft("RGB", (side, side))  # libjpeg decodes at a reduced scale where it can
-    im = im.convert("RGB")
+def make_thumbnail(stored: bytes, side: int = THUMB_SIDE) -> bytes:
+    """A preview JPEG, longer side at most `side`, of a stored image."""
+    im = open_stored(stored, draft_side=side)
     # A thumbnail is a preview: BILINEAR costs less than half of LANCZOS.
     im.thumbnail((side, side), Image.Resampling.BILINEAR)
     return _jpeg(im, THUMB_QUALITY)
@@ -172,7 +185,7 @@ def make_thumbnail(jpeg: bytes, side: int = THUMB_SIDE) -> bytes:
 
 def decode_and_normalise(data: bytes, *, min_side: int = 32, warn_side: int = 100,
                          max_pixels: int = 50_000_000, max_side_out: int = 1024) -> NormalisedImage:
-    """Validate `data` as an image of an allowed format and size and normalise it to RGB JPEG.
+    """Validate `data` as an image of an allowed format and size and normalise it for storage.
 
     Raises UnsupportedFormat (202) for non-images, corrupt or truncated data, formats outside
     the seed's list and images over `max_pixels`; UnsupportedDimension (203) when the smaller
@@ -195,12 +208,16 @@ def decode_and_normalise(data: bytes, *, min_side: int = 32, warn_side: int = 10
         warnings.append(f"image is {width}x{height}; at least {warn_side} px on both sides "
                         "is recommended for good search results")
     fmt_name = _FORMAT_NAMES.get(fmt, fmt)
-    if fmt_name == "JPEG" and exact and rgb is im and max(rgb.size) <= max_side_out:
-        # Already what the store keeps (an RGB JPEG of at most max_side_out, upright): kept
-        # as it came. Re-encoding would cost an encode and a decode per item and lose quality.
-        return NormalisedImage(image=rgb, jpeg=data, width=width, height=height, format=fmt_name,
+    if fmt_name in KEPT_AS_IS and exact and im.mode != "CMYK" and max(rgb.size) <= max_side_out:
+        # Upright, small enough and in a web format: kept as it came. Re-encoding would cost
+        # an encode and a decode per item and lose detail (a JPEG round trip of the
+        # benchmark's PNG catalog cost 0.02 of recall@1); readers convert with open_stored,
+        # which gives these very pixels.
+        return NormalisedImage(image=rgb, stored=data, stored_type=KEPT_AS_IS[fmt_name],
+                               width=width, height=height, format=fmt_name,
                                content_hash=content_hash(data), warnings=warnings, as_stored=True)
     if max(rgb.size) > max_side_out:
         rgb.thumbnail((max_side_out, max_side_out), Image.Resampling.LANCZOS)
-    return NormalisedImage(image=rgb, jpeg=_jpeg(rgb, JPEG_QUALITY), width=width, height=height,
-                           format=fmt_name, content_hash=content_hash(data), warnings=warnings)
+    return NormalisedImage(image=rgb, stored=_jpeg(rgb, JPEG_QUALITY), stored_type="image/jpeg",
+                           width=width, height=height, format=fmt_name,
+                           content_hash=content_hash(data), warnings=warnings)

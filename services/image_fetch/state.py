@@ -18,7 +18,8 @@ def item_prefix(app_id: str, im_name: str) -> str:
 
 
 def image_key(app_id: str, im_name: str) -> str:
-    """The item's normalised image (RGB JPEG, longer side at most 1024 px)."""
+    """The item's stored image (`images.NormalisedImage.stored`; the name predates copies
+    kept in their own format: read it with `images.open_stored`)."""
     return item_prefix(app_id, im_name) + "image.jpg"
 
 

@@ -26,8 +26,8 @@ async def load_thumbnail(objects: ObjectStore, app_id: str, im_name: str) -> byt
         return await objects.get(key)
     except NotFound:
         pass
-    jpeg = await objects.get(image_key(app_id, im_name))
-    thumb = await asyncio.to_thread(make_thumbnail, jpeg)
+    stored = await objects.get(image_key(app_id, im_name))
+    thumb = await asyncio.to_thread(make_thumbnail, stored)
     try:
         await objects.put(key, thumb, "image/jpeg")
     except Exception:  # noqa: BLE001 - a cache write: the request is still answered

@@ -9,7 +9,6 @@ have both are skipped, so a re-run after an interruption picks up where the last
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,14 +95,14 @@ async def _extract(objects: ObjectStore, image_key: str | None) -> list[str]:
 
 
 def _dominant(data: bytes) -> list[str]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     from magpie.image_fetch.colors import dominant_colors
+    from magpie.image_fetch.images import open_stored
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return dominant_colors(image)
-    except (UnidentifiedImageError, OSError) as exc:
+        return dominant_colors(open_stored(data))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise NotFound(f"The stored image cannot be read: {exc}") from None
 
 

@@ -33,6 +33,7 @@ from magpie.common.errors import (
     UnsupportedFormat,
 )
 from magpie.common.ports import ObjectStore
+from magpie.image_fetch.images import decode_and_normalise, open_stored
 from magpie.search.params import Box
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # the reference's upload limit
@@ -50,7 +51,8 @@ class QueryImage:
     image: Image.Image
     width: int
     height: int
-    jpeg: bytes = b""
+    stored: bytes = b""  # what is kept for paging by im_id (images.NormalisedImage.stored)
+    stored_type: str = "image/jpeg"
 
 
 def _reason(err: MagpieError, cls: type[MagpieError]) -> MagpieError:
@@ -69,12 +71,10 @@ async def decode(data: bytes, *, min_side: int, from_url: bool = False) -> Query
         raise _reason(err, InvalidImageDimension) from None
     except UnsupportedFormat as err:
         raise _reason(err, InvalidImageUrl if from_url else InvalidImageFormat) from None
-    return QueryImage(norm.image, norm.width, norm.height, norm.jpeg)
+    return QueryImage(norm.image, norm.width, norm.height, norm.stored, norm.stored_type)
 
 
 def _normalised(data: bytes, min_side: int):  # noqa: ANN202 - NormalisedImage
-    from magpie.image_fetch.images import decode_and_normalise
-
     norm = decode_and_normalise(data, min_side=min_side)
     # Indexed items are embedded from their stored copy: so is the query, or the same photo
     # would not find itself at full score.
@@ -144,7 +144,7 @@ async def save(objects: ObjectStore, app_id: str, im_id: str, query: QueryImage)
     """Keep the query image for paging by im_id, and now and then drop expired days."""
     key = object_key(app_id, im_id)
     meta = json.dumps({"width": query.width, "height": query.height}).encode()
-    await asyncio.gather(objects.put(key + ".jpg", query.jpeg, "image/jpeg"),
+    await asyncio.gather(objects.put(key + ".jpg", query.stored, query.stored_type),
                          objects.put(key + ".json", meta, "application/json"))
     await sweep(objects, app_id)
 
@@ -157,16 +157,8 @@ async def load(objects: ObjectStore, app_id: str, im_id: str) -> QueryImage:
     except NotFound:
         raise ImageIdNotFound("Missing im_id: it is unknown; search with the image.") from None
     size = json.loads(meta)
-    image = await asyncio.to_thread(_open_jpeg, data)
+    image = await asyncio.to_thread(open_stored, data)
     return QueryImage(image, int(size["width"]), int(size["height"]), data)
-
-
-def _open_jpeg(data: bytes) -> Image.Image:
-    import io
-
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image.convert("RGB")
 
 
 async def sweep(objects: ObjectStore, app_id: str, today: date | None = None) -> int:

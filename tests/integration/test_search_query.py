@@ -24,7 +24,7 @@ from magpie.embedding.handlers import ModelHandle
 from magpie.embedding.models.efficientnet import load_efficientnet
 from magpie.image_fetch.colors import dominant_colors
 from magpie.image_fetch.fetcher import ImageFetcher
-from magpie.image_fetch.images import decode_and_normalise
+from magpie.image_fetch.images import decode_and_normalise, open_stored
 from magpie.search import query
 from magpie.search.handlers import IndexDeps, on_item_embedded
 from magpie.search.index.edge import EdgeIndex
@@ -78,9 +78,8 @@ def items() -> list[dict]:
 @pytest.fixture(scope="module")
 def events(embedder: Any, items: list[dict]) -> list[ItemEmbedded]:
     """What the embedding stage would publish for each catalog item (embedded, as there,
-    from the normalised JPEG)."""
-    images = [Image.open(io.BytesIO(decode_and_normalise(it["image"]).jpeg)).convert("RGB")
-              for it in items]
+    from the stored copy)."""
+    images = [open_stored(decode_and_normalise(it["image"]).stored) for it in items]
     vectors = embedder.embed(images)
     return [ItemEmbedded(app_id=APP, trans_id=1, im_name=it["im_name"], op=ItemOp.UPSERT,
                          fields={k: it[k] for k in ("brand", "price", "stock", "title", "sku")},

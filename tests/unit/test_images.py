@@ -5,7 +5,13 @@ import pytest
 from PIL import Image
 
 from magpie.common.errors import UnsupportedDimension, UnsupportedFormat
-from magpie.image_fetch.images import content_hash, decode_and_normalise, make_thumbnail
+from magpie.image_fetch.images import (
+    KEPT_AS_IS,
+    content_hash,
+    decode_and_normalise,
+    make_thumbnail,
+    open_stored,
+)
 from tests.fixtures.images import (
     HTML,
     SEED_FORMATS,
@@ -40,7 +46,9 @@ def test_every_seed_format_is_accepted(ext):
     if ext not in ("pbm", "pgm"):  # colour survives except in the greyscale/bilevel formats
         assert _close(out.image.getpixel((5, 100)), (220, 30, 30))
         assert _close(out.image.getpixel((150, 100)), (30, 30, 220))
-    assert Image.open(io.BytesIO(out.jpeg)).format == "JPEG"
+    stored = Image.open(io.BytesIO(out.stored))
+    assert stored.format == (out.format if out.format in KEPT_AS_IS else "JPEG")
+    assert out.stored_type == Image.MIME[stored.format]
 
 
 def test_identified_by_content_not_by_name():
@@ -87,8 +95,8 @@ def test_large_images_are_downscaled_with_their_aspect_kept():
     out = decode_and_normalise(make_image("png", (3000, 1500)), max_side_out=1024)
     assert (out.width, out.height) == (3000, 1500)
     assert out.image.size == (1024, 512)
-    assert Image.open(io.BytesIO(out.jpeg)).size == (1024, 512)
-    assert Image.open(io.BytesIO(make_thumbnail(out.jpeg, 256))).size == (256, 128)
+    assert Image.open(io.BytesIO(out.stored)).size == (1024, 512)
+    assert Image.open(io.BytesIO(make_thumbnail(out.stored, 256))).size == (256, 128)
 
 
 def test_big_jpegs_decode_reduced_but_report_their_true_size():
@@ -100,36 +108,44 @@ def test_big_jpegs_decode_reduced_but_report_their_true_size():
 def test_small_images_are_not_upscaled():
     out = decode_and_normalise(make_image("png", (200, 150)))
     assert out.image.size == (200, 150)
-    assert Image.open(io.BytesIO(make_thumbnail(out.jpeg))).size == (200, 150)
-
-
-def test_a_plain_rgb_jpeg_is_kept_as_it_came():
-    data = make_image("jpeg", (640, 480))
-    out = decode_and_normalise(data)
-    assert out.as_stored and out.jpeg == data
-    assert out.stored_pixels() is out.image
-    assert out.image.tobytes() == Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+    assert Image.open(io.BytesIO(make_thumbnail(out.stored))).size == (200, 150)
 
 
 @pytest.mark.parametrize("data", [
-    pytest.param(lambda: make_image("png", (640, 480)), id="not a JPEG"),
+    pytest.param(lambda: make_image("jpeg", (640, 480)), id="JPEG"),
+    pytest.param(lambda: make_image("webp", (640, 480)), id="WebP"),
+    pytest.param(lambda: transparent_png((120, 100)), id="PNG with alpha"),
+    pytest.param(lambda: transparent_png((120, 100), mode="P"), id="palette PNG"),
+    pytest.param(lambda: encode(picture((120, 120)).convert("L"), "JPEG"), id="greyscale JPEG"),
+])
+def test_web_formats_are_kept_as_they_came(data):
+    raw = data()
+    out = decode_and_normalise(raw)
+    assert out.as_stored and out.stored == raw
+    assert out.stored_pixels() is out.image and out.image.mode == "RGB"
+    # Every reader decodes the stored copy to exactly the pixels ingest embedded.
+    assert open_stored(out.stored).tobytes() == out.image.tobytes()
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(lambda: make_image("gif", (640, 480)), id="GIF"),
+    pytest.param(lambda: make_image("tiff", (640, 480)), id="TIFF"),
     pytest.param(lambda: make_image("jpeg", (2000, 1000)), id="over the stored size"),
     pytest.param(lambda: exif_rotated_jpeg((160, 80), orientation=6), id="EXIF-rotated"),
     pytest.param(lambda: encode(picture((120, 120)).convert("CMYK"), "JPEG"), id="CMYK"),
-    pytest.param(lambda: encode(picture((120, 120)).convert("L"), "JPEG"), id="greyscale"),
 ])
 def test_other_images_are_re_encoded_and_read_back_as_stored(data):
     raw = data()
     out = decode_and_normalise(raw)
-    assert not out.as_stored and out.jpeg != raw
+    assert not out.as_stored and out.stored != raw and out.stored_type == "image/jpeg"
     stored = out.stored_pixels()
     # The pixels embedding gets are those of the stored copy, not the pre-encoding ones.
-    assert stored.tobytes() == Image.open(io.BytesIO(out.jpeg)).tobytes()
+    assert stored.tobytes() == Image.open(io.BytesIO(out.stored)).tobytes()
     assert stored.mode == "RGB" and stored.size == out.image.size
 
 
 def test_thumbnail_of_a_big_stored_image_keeps_its_aspect():
-    thumb = make_thumbnail(decode_and_normalise(make_image("jpeg", (1024, 640))).jpeg, 256)
+    thumb = make_thumbnail(decode_and_normalise(make_image("jpeg", (1024, 640))).stored, 256)
     im = Image.open(io.BytesIO(thumb))
     assert im.format == "JPEG" and im.size == (256, 160)
 

@@ -46,7 +46,10 @@ async def test_bad_uploads_are_1102_or_1103():
     with pytest.raises(InvalidImageFormat, match="larger than 10 MB"):
         await decode(b"\0" * (10 * 2**20 + 1), min_side=32)
     query = await decode(make_image("png", (120, 90)), min_side=32)
-    assert (query.width, query.height) == (120, 90) and query.jpeg[:2] == b"\xff\xd8"
+    assert (query.width, query.height) == (120, 90) and query.stored_type == "image/png"
+    assert query.stored[:8] == b"\x89PNG\r\n\x1a\n"
+    query = await decode(make_image("gif", (120, 90)), min_side=32)  # not kept as it came
+    assert query.stored_type == "image/jpeg" and query.stored[:2] == b"\xff\xd8"
 
 
 def test_box_crops_in_original_pixels_and_bad_boxes_are_ignored():

@@ -32,21 +32,34 @@ def border_colour(pixels: np.ndarray) -> np.ndarray:
     return np.median(border, axis=0)
 
 
+def _border_median(rgb: Image) -> tuple[int, int, int]:
+    """`border_colour` of an RGB image, read from its four edges only (truncated to ints)."""
+    width, height = rgb.size
+    edges = [rgb.crop(box) for box in ((0, 0, width, 1), (0, height - 1, width, height),
+                                       (0, 0, 1, height), (width - 1, 0, width, height))]
+    border = np.concatenate([np.asarray(edge).reshape(-1, 3) for edge in edges])
+    return tuple(int(v) for v in np.median(border, axis=0))  # type: ignore[return-value]
+
+
 def trim_borders(image: Image, tolerance: int = TRIM_TOLERANCE) -> Image:
     """The RGB image cropped to the box of pixels that differ from its border colour."""
+    from PIL import Image as PILImage
+    from PIL import ImageChops
+
     rgb = to_rgb(image)
     # The box is found on a copy of at most ~256 px (box-filtered, so thin lines still show):
     # scanning a full-size photo cost more than the model; the box is then widened by a step.
     step = max(1, max(rgb.size) // 256)
-    pixels = np.asarray(rgb.reduce(step) if step > 1 else rgb)
-    if pixels.shape[0] < 3 or pixels.shape[1] < 3:
+    small = rgb.reduce(step) if step > 1 else rgb
+    if small.width < 3 or small.height < 3:
         return rgb
-    diff = np.abs(pixels.astype(np.int16) - border_colour(pixels).astype(np.int16)).max(axis=2)
-    rows, cols = np.nonzero((diff > tolerance).any(axis=1))[0], np.nonzero(
-        (diff > tolerance).any(axis=0))[0]
-    if len(rows) == 0:
+    # In Pillow's C loops rather than numpy's (which cost ~3 ms for a 500 px picture, a third
+    # of the model): a pixel differs when any channel is more than `tolerance` levels off.
+    diff = ImageChops.difference(small, PILImage.new("RGB", small.size, _border_median(small)))
+    box = diff.point(([0] * (tolerance + 1) + [255] * (255 - tolerance)) * 3).getbbox()
+    if box is None:
         return rgb  # a flat image: nothing to trim to
-    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    left, top, right, bottom = box
     if bottom - top < 4 or right - left < 4:
         return rgb  # a speck of noise is no product
     if step > 1:
