@@ -31,7 +31,10 @@ production parts (`magpie.embedding.models`, `.projection`, `.augment`):
 - lw     learned whitening (`fit_learned_whitening`): fitted on the catalog and 4 synthetic
          views of each catalog image (`augment.views`, seeded), never on queries;
 - qe     alpha query expansion: the query plus its top 3 hits weighted by score^3, searched
-         again (a second index search per query).
+         again (a second index search per query);
+- mv     queries as upload search sends them (`magpie.search.views`): a picture without a
+         uniform border is searched whole and as 9 crops, each item at its best view
+         (`nearest`); the views are embedded untimed.
 The views' vectors are cached in --vector-cache between runs (they are not timed).
 """
 from __future__ import annotations
@@ -58,6 +61,8 @@ from magpie.common.filters import AnyOf
 from magpie.common.ports.index import IndexPoint
 from magpie.embedding.augment import views
 from magpie.embedding.models.efficientnet import IMAGE_SIZES, OnnxImageEmbedder, load_efficientnet
+from magpie.search.query import in_stable_order
+from magpie.search.views import nearest, query_views
 from magpie.embedding.projection import fit_learned_whitening, fit_pca_whitening
 from magpie.embedding.registry import ModelRegistry
 from magpie.image_fetch.images import decode_and_normalise
@@ -183,7 +188,7 @@ def photo_like(png: Path, seed: int) -> bytes:
 
 # ---------------------------------------------------------------- variants
 
-STEPS = re.compile(r"base|cnn|avg|flip|white|lw|qe")
+STEPS = re.compile(r"base|cnn|avg|flip|white|lw|qe|mv")
 VIEWS = 4  # synthetic views per catalog image for the learned whitening
 QE_K, QE_ALPHA = 3, 3.0  # alpha query expansion: top 3, weighted by similarity cubed
 _MEMO: dict[str, tuple[np.ndarray, float]] = {}  # vectors and their embedding time, per run
@@ -204,6 +209,7 @@ class Variant:
         self.flip = "flip" in steps
         self.projection = "lw" if "lw" in steps else "white" if "white" in steps else None
         self.qe = "qe" in steps
+        self.mv = "mv" in steps
         if "avg" in steps:
             self.embedder = load_efficientnet(model_cache, embedder.name, threads=threads,
                                               pooling="avg", trim=False, appearance=False)
@@ -247,6 +253,21 @@ class Variant:
             self.count += len(images)
         return vecs
 
+    def query_vectors(self, name: str, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        """Per query, its views' vectors (views x d): upload search's views with `mv`, else
+        the one vector of `embed`."""
+        whole = self.embed(name, images)
+        if not self.mv:
+            return [v[None] for v in whole]
+        shown = [query_views(im) for im in images]
+        extra = [view for per_query in shown for view in per_query[1:]]
+        crops = self.embed(f"{name}-mv", extra, timed=False) if extra else whole[:0]
+        out, at = [], 0
+        for v, per_query in zip(whole, shown):
+            out.append(np.vstack([v[None], crops[at:at + len(per_query) - 1]]))
+            at += len(per_query) - 1
+        return out
+
     def fit(self, vendor: str, catalog_vecs: np.ndarray, catalog: list[Image.Image],
             ) -> Callable[[np.ndarray], np.ndarray]:
         """The catalog's projection (identity without `white`/`lw`); catalog data only."""
@@ -277,16 +298,19 @@ async def build_index(index: EdgeIndex, app: str, items: list[Item], vecs: np.nd
                              for it, v in zip(items, vecs)])
 
 
-async def evaluate(index: EdgeIndex, app: str, items: list[Item], queries: np.ndarray,
+async def evaluate(index: EdgeIndex, app: str, items: list[Item], queries: list[np.ndarray],
                    filtered: bool = False, expand: np.ndarray | None = None,
                    ) -> dict[str, float]:
-    """Recall@1, recall@10 and mAP@10 of `queries` (query i looks for item i); `expand`, the
-    catalog's vectors, turns on alpha query expansion (a second search per query)."""
+    """Recall@1, recall@10 and mAP@10 of `queries` (query i, its views' vectors, looks for
+    item i); `expand`, the catalog's vectors, turns on alpha query expansion (a second search
+    per query, from the whole picture's vector)."""
     r1 = r10 = ap = 0.0
     row = {it.code: i for i, it in enumerate(items)}
-    for it, q in zip(items, queries):
+    for it, vectors in zip(items, queries):
         flt = (AnyOf("category", (it.category,)),) if filtered else ()
-        hits = await index.search(app, q.tolist(), limit=K, filter=flt)
+        hits = in_stable_order(await nearest(index, app, [v.tolist() for v in vectors], limit=K,
+                                             filter=flt))[:K]
+        q = vectors[0]
         if expand is not None and hits:
             top = hits[:QE_K]
             weights = np.array([max(h.score, 0.0) ** QE_ALPHA for h in top], dtype=np.float32)
@@ -313,6 +337,11 @@ def run_variant(variant: Variant, items: list[Item], images: dict[str, list[Imag
     fb, tw = p_fb(vec["facebook"]), p_tw(vec["twitter"])
     qe_fb, qe_tw = (fb, tw) if variant.qe else (None, None)
 
+    def queries(name: str, project: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
+        return [project(vectors) for vectors in variant.query_vectors(name, images[name])]
+
+    q_tw, q_fb, q_photo = queries("twitter", p_fb), queries("facebook", p_tw), queries("photo", p_fb)
+
     async def go() -> dict[str, dict[str, float]]:
         with tempfile.TemporaryDirectory(prefix="magpie-quality-") as root:
             index = EdgeIndex(Path(root), optimize_after=0)
@@ -321,14 +350,11 @@ def run_variant(variant: Variant, items: list[Item], images: dict[str, list[Imag
                 await build_index(index, "fb", items, fb)
                 await build_index(index, "tw", items, tw)
                 return {
-                    "tw->fb": await evaluate(index, "fb", items, p_fb(vec["twitter"]),
-                                             expand=qe_fb),
-                    "fb->tw": await evaluate(index, "tw", items, p_tw(vec["facebook"]),
-                                             expand=qe_tw),
-                    "photo": await evaluate(index, "fb", items, p_fb(vec["photo"]),
-                                            expand=qe_fb),
-                    "tw->fb|cat": await evaluate(index, "fb", items, p_fb(vec["twitter"]),
-                                                 filtered=True, expand=qe_fb),
+                    "tw->fb": await evaluate(index, "fb", items, q_tw, expand=qe_fb),
+                    "fb->tw": await evaluate(index, "tw", items, q_fb, expand=qe_tw),
+                    "photo": await evaluate(index, "fb", items, q_photo, expand=qe_fb),
+                    "tw->fb|cat": await evaluate(index, "fb", items, q_tw, filtered=True,
+                                                 expand=qe_fb),
                 }
             finally:
                 await index.stop()

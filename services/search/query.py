@@ -37,6 +37,7 @@ from magpie.search.fq import parse_filters
 from magpie.search.fuzzy import Vocabulary, expand_filter, text_fields
 from magpie.search.params import MAX_RESULTS, SearchParams, Unsupported
 from magpie.search.rerank import dedup_by_score, mmr, within_scores
+from magpie.search.views import nearest, query_views
 from magpie.search.response import Facet, Outcome, qinfo_of, returned_fields
 
 ACCESS_TTL_S = 5.0  # a revoked key searches on for about this long
@@ -61,7 +62,7 @@ class SearchDeps:
     min_side: int = 32
     _schemas: RefreshingCache[AppSchema] = field(
         default_factory=lambda: RefreshingCache(SCHEMA_TTL_S, evict_on=(NotFound,)))
-    _vectors: OrderedDict[tuple[Any, ...], list[float]] = field(default_factory=OrderedDict)
+    _vectors: OrderedDict[tuple[Any, ...], np.ndarray] = field(default_factory=OrderedDict)
     # The gateway's key checks for search routes (magpie.gateway.api.search), per process.
     access: RefreshingCache[Any] = field(
         default_factory=lambda: RefreshingCache(ACCESS_TTL_S, evict_on=(InvalidCredentials,)))
@@ -77,15 +78,15 @@ class SearchDeps:
         return await self._vocabularies.get(
             (app_id, name), lambda: read_vocabulary(self.index, app_id, name))
 
-    def cached_vector(self, key: tuple[Any, ...]) -> list[float] | None:
-        """A query vector embedded before (LRU)."""
+    def cached_vector(self, key: tuple[Any, ...]) -> np.ndarray | None:
+        """A query's vectors (views x dimensions) embedded before (LRU)."""
         vector = self._vectors.get(key)
         if vector is not None:
             self._vectors.move_to_end(key)
         return vector
 
-    def cache_vector(self, key: tuple[Any, ...], vector: list[float]) -> None:
-        """Remember a query vector, forgetting the least recently used."""
+    def cache_vector(self, key: tuple[Any, ...], vector: np.ndarray) -> None:
+        """Remember a query's vectors, forgetting the least recently used."""
         self._vectors[key] = vector
         while len(self._vectors) > VECTOR_CACHE_SIZE:
             self._vectors.popitem(last=False)
@@ -191,21 +192,25 @@ def engine_threshold(params: SearchParams) -> float | None:
 
 
 async def ranked_page(index: VectorIndex, collection: str, vector: Sequence[float],
-                      params: SearchParams, flt: Filter, exclude: Sequence[str] = ()) -> Ranked:
-    """A page of the nearest items, under the filter and the score bounds."""
+                      params: SearchParams, flt: Filter, exclude: Sequence[str] = (),
+                      views: Sequence[Sequence[float]] = ()) -> Ranked:
+    """A page of the nearest items, under the filter and the score bounds; `views`, more
+    vectors of the same query (an upload's crops: `magpie.search.views`), score each item by
+    its best."""
+    vectors = [vector, *views]
     if not params.scored_window and not params.arranged:
         # From the top, not by the engine's offset: the engine orders equal scores (copies of
         # one image) arbitrarily per call, so a tie on a page boundary would show one item on
         # two pages and skip another. A few more than the page settle ties across its end.
         want = params.offset + params.limit + TIE_SLACK
-        ranked = in_stable_order(await index.search(collection, vector, limit=want, filter=flt,
-                                                    exclude=exclude))
+        ranked = in_stable_order(await nearest(index, collection, vectors, limit=want, filter=flt,
+                                               exclude=exclude))
         hits = ranked[params.offset:params.offset + params.limit]
         if len(ranked) < want:
             return Ranked(hits, min(len(ranked), MAX_RESULTS))  # every result is here: no count
         return Ranked(hits, min(await index.count(collection, flt, exclude), MAX_RESULTS))
-    window = in_stable_order(await index.search(collection, vector, limit=MAX_RESULTS, filter=flt,
-                                                exclude=exclude, score_threshold=engine_threshold(params)))
+    window = in_stable_order(await nearest(index, collection, vectors, limit=MAX_RESULTS, filter=flt,
+                                           exclude=exclude, score_threshold=engine_threshold(params)))
     window = within_scores(window, params.score_min, params.score_max)
     if params.dedup:
         window = dedup_by_score(window, params.dedup_score_threshold)
@@ -316,20 +321,24 @@ async def upload_search(deps: SearchDeps, app_id: str, params: SearchParams,
     """Items like an upload, an `im_url` or an earlier upload's `im_id` (wins), or its `box`."""
     schema = await deps.schema(app_id)
     p = await planned(deps, app_id, schema, params)
-    vector, im_id = await query_vector(deps, app_id, schema, params, upload)
-    ranked = await ranked_page(deps.index, app_id, vector, params, p.filter)
+    vectors, im_id = await query_vector(deps, app_id, schema, params, upload)
+    ranked = await ranked_page(deps.index, app_id, vectors[0].tolist(), params, p.filter,
+                               views=[v.tolist() for v in vectors[1:]])
     return await _outcome(deps, app_id, app_id, ranked, p, params, im_id=im_id)
 
 
 async def query_vector(deps: SearchDeps, app_id: str, schema: AppSchema, params: SearchParams,
-                       upload: bytes | None) -> tuple[list[float], str]:
-    """The embedding of the query image (or its box) and the im_id that finds it again."""
+                       upload: bytes | None) -> tuple[np.ndarray, str]:
+    """The embeddings of the query image's views (or its box's: `magpie.search.views`), the
+    whole picture first, and the im_id that finds it again."""
     model = await deps.models.for_app(app_id, schema.image_type)
     box, save = params.box, True
+    key = None
     if params.im_id:
         im_id, save = params.im_id, False
         query_image.object_key(app_id, im_id)  # refuses a malformed or expired one first
-        cached = deps.cached_vector((app_id, im_id, box, model.name, model.version))
+        key = (app_id, im_id, box, model.name, model.version)
+        cached = deps.cached_vector(key)
         if cached is not None:
             return cached, im_id
         image = await query_image.load(deps.objects, app_id, im_id)
@@ -341,14 +350,14 @@ async def query_vector(deps: SearchDeps, app_id: str, schema: AppSchema, params:
         im_id = query_image.new_im_id()
     else:
         raise MissingQueryImage()
-    region = query_image.crop(image, box)
-    embed = model.embed(region)
+    shown = await asyncio.to_thread(query_views, query_image.crop(image, box))
+    # One batch: the embedding batcher takes the views together.
+    embed = asyncio.gather(*(model.embed(view) for view in shown))
     if save:
         saved = query_image.save(deps.objects, app_id, im_id, image)
-        vector, _ = await asyncio.gather(embed, saved)
+        vectors, _ = await asyncio.gather(embed, saved)
     else:
-        vector = await embed
-    values = np.asarray(vector, dtype=np.float32).tolist()
-    deps.cache_vector((app_id, im_id, box, model.name, model.version), values)
-    return values, im_id
-
+        vectors = await embed
+    stacked = np.asarray(vectors, dtype=np.float32)
+    deps.cache_vector(key or (app_id, im_id, box, model.name, model.version), stacked)
+    return stacked, im_id

@@ -300,3 +300,23 @@ async def test_group_by_pages_over_groups_ordered_by_their_best_result(deps: que
 async def test_recommendation_refuses_to_sort_or_group(deps: query.SearchDeps) -> None:
     with pytest.raises(InvalidRequest, match="not supported by recommendation"):
         await query.recommend(deps, APP, P(im_name="s2", sort_by="price:asc"))
+
+
+async def test_a_photo_of_an_item_on_clutter_is_searched_in_views(deps: query.SearchDeps,
+                                                                   items: list[dict]) -> None:
+    # The item small in a corner of a busy picture: the whole frame is mostly clutter.
+    rng = np.random.default_rng(3)
+    canvas = Image.fromarray(rng.integers(0, 256, (480, 560, 3), dtype=np.uint8))
+    product = Image.open(io.BytesIO(by_name(items)["s5"]["image"])).convert("RGB")
+    canvas.paste(product.resize((product.width * 3 // 5, product.height * 3 // 5)), (16, 20))
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=85)
+    params = P(limit="5", score="true")
+    schema = await deps.schema(APP)
+    vectors, _ = await query.query_vector(deps, APP, schema, params, out.getvalue())
+    assert len(vectors) == 10  # the whole picture and 9 crops
+    whole = await query.ranked_page(deps.index, APP, vectors[0].tolist(), params, ())
+    found = await query.upload_search(deps, APP, params, out.getvalue())
+    assert names(found)[0] == "s5"
+    whole_score = next((h.score for h in whole.hits if h.im_name == "s5"), 0.0)
+    assert found.hits[0].score > whole_score + 0.02  # a crop saw the item better
