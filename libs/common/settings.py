@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     image_fetch_global_concurrency: int = Field(64, ge=1)
     image_fetch_per_host_concurrency: int = Field(8, ge=1)
     image_min_side: int = Field(32, ge=1)
+    # Upload search of a photo (no uniform border) also searches 9 crops of it, each item at
+    # its best view (magpie.search.views): better recall for shoppers' photos, about 3x the
+    # latency of one view. False: the whole picture only.
+    upload_search_views: bool = True
 
     # Embedding: the default model, optional per-image-type overrides (a model name, or
     # `st:<sentence-transformers model or folder>`), batching.

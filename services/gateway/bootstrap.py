@@ -162,7 +162,8 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     await c.fetcher.start()
     # Upload search embeds here, in the gateway, in both modes: see query_side.
     c.search = SearchDeps(index=c.index, schemas=schemas, models=c.models, fetcher=c.fetcher,
-                          objects=c.objects, min_side=settings.image_min_side)
+                          objects=c.objects, min_side=settings.image_min_side,
+                          views=settings.upload_search_views)
     # Load the default model now, in a thread, so the first insert does not wait for it.
     c._tasks.append(asyncio.create_task(c.models.for_type("general"), name="model-preload"))
     if not settings.distributed:

@@ -60,6 +60,7 @@ class SearchDeps:
     fetcher: Any  # ImageFetcher: im_url downloads under the network policy
     objects: ObjectStore
     min_side: int = 32
+    views: bool = True  # photos searched in several views (magpie.search.views)
     _schemas: RefreshingCache[AppSchema] = field(
         default_factory=lambda: RefreshingCache(SCHEMA_TTL_S, evict_on=(NotFound,)))
     _vectors: OrderedDict[tuple[Any, ...], np.ndarray] = field(default_factory=OrderedDict)
@@ -350,7 +351,8 @@ async def query_vector(deps: SearchDeps, app_id: str, schema: AppSchema, params:
         im_id = query_image.new_im_id()
     else:
         raise MissingQueryImage()
-    shown = await asyncio.to_thread(query_views, query_image.crop(image, box))
+    region = query_image.crop(image, box)
+    shown = await asyncio.to_thread(query_views, region) if deps.views else [region]
     # One batch: the embedding batcher takes the views together.
     embed = asyncio.gather(*(model.embed(view) for view in shown))
     if save:

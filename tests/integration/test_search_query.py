@@ -3,6 +3,7 @@ EfficientNet embeddings of generated pictures and their metadata."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -320,3 +321,6 @@ async def test_a_photo_of_an_item_on_clutter_is_searched_in_views(deps: query.Se
     assert names(found)[0] == "s5"
     whole_score = next((h.score for h in whole.hits if h.im_name == "s5"), 0.0)
     assert found.hits[0].score > whole_score + 0.02  # a crop saw the item better
+    one_view = dataclasses.replace(deps, views=False)  # MAGPIE_UPLOAD_SEARCH_VIEWS=false
+    vectors, _ = await query.query_vector(one_view, APP, schema, params, out.getvalue())
+    assert len(vectors) == 1
