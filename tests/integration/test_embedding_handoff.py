@@ -16,16 +16,9 @@ from magpie.common.storage.local import LocalObjectStore
 from magpie.embedding.handlers import EmbedDeps, ModelHandle, on_image_ready
 from magpie.image_fetch.fetcher import ImageFetcher
 from magpie.image_fetch.handlers import FetchDeps, on_item_accepted
+from tests.fixtures.recording import RecordingBus
 
 pytestmark = pytest.mark.integration
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list = []
-
-    async def publish(self, event, *, key=None) -> None:  # noqa: ANN001
-        self.events.append(event)
 
 
 class Schemas:
@@ -50,7 +43,7 @@ async def _fetch_then_embed(image_server, tmp_path, images: DecodedImages, drop_
                             fetch_images: DecodedImages | None = None):
     objects = LocalObjectStore(tmp_path / "objects")
     await objects.start()
-    bus, model = Recorder(), PixelModel()
+    bus, model = RecordingBus(), PixelModel()
     async with ImageFetcher(allow_private=True, backoff_s=0.01) as fetcher:
         fetch = FetchDeps(fetcher=fetcher, objects=objects, bus=bus, images=images if fetch_images is None else fetch_images)
         embed = EmbedDeps(model_for=lambda _t: _handle(model), objects=objects, schemas=Schemas(),

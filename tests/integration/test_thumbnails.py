@@ -16,16 +16,9 @@ from magpie.image_fetch.fetcher import ImageFetcher
 from magpie.image_fetch.handlers import FetchDeps, on_item_accepted
 from magpie.image_fetch.state import load_state, thumbnail_key
 from magpie.image_fetch.thumbnails import load_thumbnail
+from tests.fixtures.recording import RecordingBus
 
 pytestmark = pytest.mark.integration
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list = []
-
-    async def publish(self, event, *, key=None) -> None:  # noqa: ANN001
-        self.events.append(event)
 
 
 async def _keys(objects: LocalObjectStore) -> set[str]:
@@ -36,7 +29,7 @@ async def test_made_once_on_request_and_replaced_with_the_image(image_server, tm
     objects = LocalObjectStore(tmp_path / "objects")
     await objects.start()
     async with ImageFetcher(allow_private=True, backoff_s=0.01) as fetcher:
-        deps = FetchDeps(fetcher=fetcher, objects=objects, bus=Recorder())
+        deps = FetchDeps(fetcher=fetcher, objects=objects, bus=RecordingBus())
 
         async def ingest(url: str) -> str:
             await on_item_accepted(ItemAccepted(app_id="app_t", trans_id=1, im_name="shoe",
