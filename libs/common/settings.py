@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     image_fetch_global_concurrency: int = Field(64, ge=1)
     image_fetch_per_host_concurrency: int = Field(8, ge=1)
     image_min_side: int = Field(32, ge=1)
+    # CPU-heavy ingest threads (decoding, the model): "idle" runs them under SCHED_IDLE and
+    # nice 10 (only the CPU nobody else wants: searches never wait for them, but a search load
+    # that fills every core holds an ingest back); "low", nice 10 only (ingest keeps about a
+    # tenth of a core a serving thread wants). See magpie.common.pipeline.
+    ingest_priority: Literal["idle", "low"] = "idle"
     # Upload search of a photo (no uniform border) also searches 9 crops of it, each item at
     # its best view (magpie.search.views): better recall for shoppers' photos, about 3x the
     # latency of one view. False: the whole picture only.

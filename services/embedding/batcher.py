@@ -65,7 +65,7 @@ class EmbeddingBatcher:
 
     def __init__(self, embedder: ImageEmbedder, max_batch: int = 32, max_wait_s: float = 0.05,
                  threads: int = 1, isolate_failures: bool = True, max_defer_s: float = 0.25,
-                 bulk_nice: int = INGEST_NICE) -> None:
+                 bulk_nice: int = INGEST_NICE, bulk_idle: bool = False) -> None:
         if max_batch < 1 or max_wait_s < 0 or threads < 1 or max_defer_s < 0:
             raise ValueError("max_batch and threads must be >= 1, max_wait_s and max_defer_s >= 0")
         self.embedder = embedder
@@ -76,7 +76,8 @@ class EmbeddingBatcher:
         self.isolate_failures = isolate_failures
         self._interactive = _Lane("interactive", named_executor(threads, "embed-interactive"),
                                   threads)
-        self._bulk = _Lane("bulk", low_priority_executor(threads, "embed-bulk", bulk_nice), threads)
+        self._bulk = _Lane("bulk", low_priority_executor(threads, "embed-bulk", bulk_nice,
+                                                         idle=bulk_idle), threads)
         self._closed = False
         self.deferrals = 0  # bulk batches held back for interactive work (for tests, metrics)
 

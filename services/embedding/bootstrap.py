@@ -37,6 +37,7 @@ class Models:
         self.registry = ModelRegistry.from_settings(settings)
         self.max_batch = settings.embedding_batch_size
         self.max_wait_s = settings.embedding_batch_wait_s
+        self.bulk_idle = settings.ingest_priority == "idle"
         self._handles: dict[tuple[str, str], ModelHandle] = {}
         self._batchers: list = []
         self._lock = asyncio.Lock()
@@ -55,7 +56,8 @@ class Models:
         async with self._lock:
             handle = self._handles.get(key)
             if handle is None:
-                batcher = EmbeddingBatcher(embedder, max_batch=self.max_batch, max_wait_s=self.max_wait_s)
+                batcher = EmbeddingBatcher(embedder, max_batch=self.max_batch, max_wait_s=self.max_wait_s,
+                                           bulk_idle=self.bulk_idle)
                 self._batchers.append(batcher)
                 handle = self._handles[key] = ModelHandle(embedder.name, embedder.version, batcher.embed)
         return handle
@@ -102,7 +104,7 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
     from magpie.common.controlplane.schema_provider import SchemaProvider
 
     engine, db = await open_database(settings)
-    pool = ingest_pool()
+    pool = ingest_pool(idle=settings.ingest_priority == "idle")
     objects = build_object_store(settings)
     models = Models(settings, executor=pool, objects=objects)
     bus = build_bus(settings, client_id="magpie-embedding")

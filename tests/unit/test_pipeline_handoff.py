@@ -122,6 +122,22 @@ def test_low_priority_threads_run_niced_and_leave_the_caller_alone() -> None:
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == me
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+def test_idle_ingest_threads_and_the_threads_they_start_run_under_sched_idle() -> None:
+    def policies() -> tuple[int, int]:
+        child: list[int] = []
+        started = threading.Thread(target=lambda: child.append(os.sched_getscheduler(0)))
+        started.start()  # like onnxruntime's pool, started from an ingest thread
+        started.join()
+        return os.sched_getscheduler(0), child[0]
+
+    with low_priority_executor(1, "test-idle", nice=1, idle=True) as idle, \
+            low_priority_executor(1, "test-low", nice=1) as low:
+        assert idle.submit(policies).result() == (os.SCHED_IDLE, os.SCHED_IDLE)
+        assert low.submit(policies).result() == (os.SCHED_OTHER, os.SCHED_OTHER)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller keeps its own
+
+
 def _os_name() -> str:
     return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
 
