@@ -10,7 +10,8 @@ starts `magpie serve` on a fresh data dir, inserts every item through the Data A
 `/insert/status` until every item is indexed. Right before and after that, it times the same
 ONNX model, loaded in this process from the same cache, on the same decoded images at batch
 32 (the server idle meanwhile), on a thread at the OS priority the server's ingest threads
-run at (`--raw-nice`, default 10; 0 for a normal-priority figure: it matters only while
+run at (`--raw-nice`, default 10, with the SCHED_IDLE policy the server's default
+`MAGPIE_INGEST_PRIORITY=idle` adds; 0 for a normal-priority figure: it matters only while
 other processes compete for the cores). Last it measures the
 freshness of single-item inserts on an idle server (status polled every 20 ms), and prints
 a table with the server's peak RSS and the CPU the server, this process and the rest of the
@@ -419,11 +420,11 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     args.model_cache.mkdir(parents=True, exist_ok=True)
     # Exported here if needed, so that the server's start does not include an export.
     # The raw model runs at the priority the server gives its embedding (`--raw-nice`,
-    # the ingest threads' nice by default); loaded on that thread, so that onnxruntime's
-    # pool threads inherit it, as in the server.
+    # the ingest threads' nice by default, with their SCHED_IDLE policy when above 0);
+    # loaded on that thread, so that onnxruntime's pool threads inherit it, as in the server.
     from magpie.common.pipeline import low_priority_executor
 
-    raw_pool = low_priority_executor(1, "raw-embedder", args.raw_nice)
+    raw_pool = low_priority_executor(1, "raw-embedder", args.raw_nice, idle=args.raw_nice > 0)
     embedder = raw_pool.submit(load_embedder, tmp / "bench-data", args.model_cache).result()
     sample = [decode(images[i]) for i in ids[:args.raw_n]]
 
