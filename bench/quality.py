@@ -340,7 +340,8 @@ def run_variant(variant: Variant, items: list[Item], images: dict[str, list[Imag
     def queries(name: str, project: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
         return [project(vectors) for vectors in variant.query_vectors(name, images[name])]
 
-    q_tw, q_fb, q_photo = queries("twitter", p_fb), queries("facebook", p_tw), queries("photo", p_fb)
+    q_tw, q_fb = queries("twitter", p_fb), queries("facebook", p_tw)
+    q_photo = queries("photo", p_fb)
 
     async def go() -> dict[str, dict[str, float]]:
         with tempfile.TemporaryDirectory(prefix="magpie-quality-") as root:

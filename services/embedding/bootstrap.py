@@ -56,8 +56,8 @@ class Models:
         async with self._lock:
             handle = self._handles.get(key)
             if handle is None:
-                batcher = EmbeddingBatcher(embedder, max_batch=self.max_batch, max_wait_s=self.max_wait_s,
-                                           bulk_idle=self.bulk_idle)
+                batcher = EmbeddingBatcher(embedder, max_batch=self.max_batch,
+                                           max_wait_s=self.max_wait_s, bulk_idle=self.bulk_idle)
                 self._batchers.append(batcher)
                 handle = self._handles[key] = ModelHandle(embedder.name, embedder.version, batcher.embed)
         return handle

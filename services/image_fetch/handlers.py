@@ -97,9 +97,11 @@ async def _fetch_and_store(event: ItemAccepted, deps: FetchDeps) -> FetchState:
     else:
         # One object per image: thumbnails are made on their first request (most are never
         # shown, and every object written costs a file creation here).
-        await deps.objects.put(image_key(event.app_id, event.im_name), norm.stored, norm.stored_type)
+        key = image_key(event.app_id, event.im_name)
+        await deps.objects.put(key, norm.stored, norm.stored_type)
         if prior is not None:  # the old version's thumbnail, if one was ever made
-            await deps.objects.delete(thumbnail_key(event.app_id, event.im_name, prior.content_hash))
+            old = thumbnail_key(event.app_id, event.im_name, prior.content_hash)
+            await deps.objects.delete(old)
         state = FetchState(url=event.im_url, content_hash=norm.content_hash, etag=result.etag,
                            last_modified=result.last_modified, width=norm.width, height=norm.height,
                            colors=colors, warnings=list(norm.warnings))

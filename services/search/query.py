@@ -210,8 +210,9 @@ async def ranked_page(index: VectorIndex, collection: str, vector: Sequence[floa
         if len(ranked) < want:
             return Ranked(hits, min(len(ranked), MAX_RESULTS))  # every result is here: no count
         return Ranked(hits, min(await index.count(collection, flt, exclude), MAX_RESULTS))
-    window = in_stable_order(await nearest(index, collection, vectors, limit=MAX_RESULTS, filter=flt,
-                                           exclude=exclude, score_threshold=engine_threshold(params)))
+    window = in_stable_order(await nearest(
+        index, collection, vectors, limit=MAX_RESULTS, filter=flt, exclude=exclude,
+        score_threshold=engine_threshold(params)))
     window = within_scores(window, params.score_min, params.score_max)
     if params.dedup:
         window = dedup_by_score(window, params.dedup_score_threshold)
