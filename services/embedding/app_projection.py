@@ -60,7 +60,8 @@ def projected(model: ModelHandle, projection: Projection) -> ModelHandle:
     async def embed(image: object) -> np.ndarray:
         return projection.apply(np.asarray(await model.embed(image), dtype=np.float32))
 
-    return ModelHandle(model.name, f"{model.version}+lw-{projection.digest}", embed)
+    return ModelHandle(model.name, f"{model.version}+lw-{projection.digest}", embed,
+                       raw=model, project=projection.apply)
 
 
 async def catalog_images(app_id: str, deps: ReindexDeps, sample: int = SAMPLE) -> list[Image]:

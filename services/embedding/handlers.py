@@ -26,6 +26,10 @@ class ModelHandle:
     name: str
     version: str
     embed: Callable[[object], Awaitable[np.ndarray]]
+    # A projected handle (`app_projection.projected`): the model under it and the projection,
+    # so an image's cached raw vector is projected instead of embedded again.
+    raw: ModelHandle | None = None
+    project: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass
@@ -53,6 +57,27 @@ def vector_key(app_id: str, model: ModelHandle, content_hash: str) -> str:
     """Where a vector is cached: by model and image content, so identical images and
     re-inserts of unchanged images are embedded once."""
     return f"{app_id}/vectors/{model.name}@{model.version}/{content_hash}.f32"
+
+
+async def cached_vector(objects: ObjectStore, app_id: str, model: ModelHandle,
+                        content_hash: str) -> np.ndarray | None:
+    """The cached vector of an image for `model`: its own, or for a projected model the raw
+    model's projected (and then cached under the projected model too); None when neither."""
+    try:
+        return np.frombuffer(await objects.get(vector_key(app_id, model, content_hash)),
+                             dtype=np.float32)
+    except NotFound:
+        pass
+    if model.raw is None or model.project is None:
+        return None
+    try:
+        raw = np.frombuffer(await objects.get(vector_key(app_id, model.raw, content_hash)),
+                            dtype=np.float32)
+    except NotFound:
+        return None
+    vector = np.asarray(model.project(raw), dtype=np.float32)
+    await objects.put(vector_key(app_id, model, content_hash), vector.tobytes())
+    return vector
 
 
 def _pass(event: ImageReady, **extra: object) -> ItemEmbedded:
@@ -93,10 +118,9 @@ async def on_image_ready(event: ImageReady, deps: EmbedDeps) -> None:
 async def _vector(event: ImageReady, model: ModelHandle, deps: EmbedDeps) -> np.ndarray:
     assert event.image_key and event.content_hash
     key = vector_key(event.app_id, model, event.content_hash)
-    try:
-        return np.frombuffer(await deps.objects.get(key), dtype=np.float32)
-    except NotFound:
-        pass
+    cached = await cached_vector(deps.objects, event.app_id, model, event.content_hash)
+    if cached is not None:
+        return cached
     image = deps.images.take(event.content_hash) if deps.images is not None else None
     if image is None:
         data = await deps.objects.get(event.image_key)

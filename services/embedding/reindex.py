@@ -24,7 +24,7 @@ from magpie.common.errors import MagpieError, NotFound
 from magpie.common.events.control import FieldSpec
 from magpie.common.ports import IndexPoint, ObjectStore, VectorIndex
 from magpie.common.progress import Progress, Quiet
-from magpie.embedding.handlers import ModelHandle, _open, vector_key
+from magpie.embedding.handlers import ModelHandle, _open, cached_vector, vector_key
 from magpie.search.handlers import SYSTEM_KEY
 from PIL import Image
 
@@ -235,11 +235,10 @@ async def _vector(app_id: str, deps: ReindexDeps, point: IndexPoint) -> tuple[np
     system = _system(point)
     content_hash, image_key = system.get("content_hash"), system.get("image_key")
     key = vector_key(app_id, deps.model, content_hash) if content_hash else None
-    if key is not None:
-        try:
-            return np.frombuffer(await deps.objects.get(key), dtype=np.float32), True
-        except NotFound:
-            pass
+    if content_hash:
+        cached = await cached_vector(deps.objects, app_id, deps.model, content_hash)
+        if cached is not None:
+            return cached, True
     if not image_key:
         raise NotFound("The point has no stored image to embed.")
     try:

@@ -383,7 +383,12 @@ async def test_a_projection_fitted_on_the_stored_catalog_is_stored_and_reindexed
     finally:
         await index.stop()
     assert result.rebuilt and result.total == N and not result.failed  # 16-d -> 6-d
+    # Every raw vector was in the vector cache: projected, not embedded again, and cached
+    # under the projected model for the next run.
+    assert (result.cached, result.embedded) == (N, 0)
     for point in after.values():
+        content_hash = point.payload[SYSTEM_KEY]["content_hash"]
+        assert await objects.exists(vector_key(catalog.app_id, view, content_hash))
         assert point.payload[SYSTEM_KEY]["model"] == f"a@{view.version}"
         expected = fitted.apply(await expected_vector(catalog, raw, point))
         np.testing.assert_allclose(point.vector, expected, atol=1e-4)
