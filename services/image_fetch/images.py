@@ -22,6 +22,8 @@ _ORIENTATION = 0x0112  # EXIF tag
 
 # Formats stored as they came when no rotation or downscaling is needed, with their type.
 KEPT_AS_IS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+# ... and no bigger than this: a small picture padded with metadata is re-encoded instead.
+KEPT_MAX_BYTES = 4 * 1024 * 1024
 JPEG_QUALITY = 90
 THUMB_QUALITY = 85
 THUMB_SIDE = 256
@@ -208,7 +210,8 @@ def decode_and_normalise(data: bytes, *, min_side: int = 32, warn_side: int = 10
         warnings.append(f"image is {width}x{height}; at least {warn_side} px on both sides "
                         "is recommended for good search results")
     fmt_name = _FORMAT_NAMES.get(fmt, fmt)
-    if fmt_name in KEPT_AS_IS and exact and im.mode != "CMYK" and max(rgb.size) <= max_side_out:
+    if (fmt_name in KEPT_AS_IS and exact and im.mode != "CMYK" and max(rgb.size) <= max_side_out
+            and len(data) <= KEPT_MAX_BYTES):
         # Upright, small enough and in a web format: kept as it came. Re-encoding would cost
         # an encode and a decode per item and lose detail (a JPEG round trip of the
         # benchmark's PNG catalog cost 0.02 of recall@1); readers convert with open_stored,

@@ -7,6 +7,7 @@ from PIL import Image
 from magpie.common.errors import UnsupportedDimension, UnsupportedFormat
 from magpie.image_fetch.images import (
     KEPT_AS_IS,
+    KEPT_MAX_BYTES,
     content_hash,
     decode_and_normalise,
     make_thumbnail,
@@ -127,7 +128,16 @@ def test_web_formats_are_kept_as_they_came(data):
     assert open_stored(out.stored).tobytes() == out.image.tobytes()
 
 
+def _padded_png() -> bytes:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("padding", "x" * (KEPT_MAX_BYTES + 1))  # stored uncompressed (tEXt)
+    return encode(picture((120, 120)), "PNG", pnginfo=info)
+
+
 @pytest.mark.parametrize("data", [
+    pytest.param(_padded_png, id="small picture, big file"),
     pytest.param(lambda: make_image("gif", (640, 480)), id="GIF"),
     pytest.param(lambda: make_image("tiff", (640, 480)), id="TIFF"),
     pytest.param(lambda: make_image("jpeg", (2000, 1000)), id="over the stored size"),
