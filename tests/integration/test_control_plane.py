@@ -16,6 +16,7 @@ from magpie.common.errors import (
 from magpie.common.events.control import ApplicationCreated, ApplicationDeleted, SchemaChanged
 from magpie.gateway.api.schemas import AppIn, FieldIn, FieldPatch, MemberIn, MemberPatch
 from magpie.gateway.controlplane import access, apps, members, schema
+from tests.fixtures.recording import RecordingBus
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +50,6 @@ async def _second_account(db) -> int:
         s.add(acc)
         await s.flush()
         return acc.id
-
-
-class _RecordingBus:
-    def __init__(self):
-        self.events = []
-
-    async def publish(self, event, *, key=None):
-        self.events.append(event)
 
 
 async def test_initial_owner_once_and_sign_in(db):
@@ -108,7 +101,7 @@ async def test_app_lifecycle_keys_and_events(db):
 
     await apps.delete_app(db, acc, created.app_id)
     assert await apps.list_apps(db, acc) == []
-    bus = _RecordingBus()
+    bus = RecordingBus()
     assert await relay_once(db, bus) == 2
     assert [type(e) for e in bus.events] == [ApplicationCreated, ApplicationDeleted]
     assert await relay_once(db, bus) == 0  # published events leave the outbox
@@ -153,7 +146,7 @@ async def test_schema_set_edit_remove_and_bad_schema_keeps_old(db):
     with pytest.raises(NotFound):
         await schema.remove_field(db, acc, app.app_id, "brand")
 
-    bus = _RecordingBus()
+    bus = RecordingBus()
     while await relay_once(db, bus):
         pass
     changes = [e for e in bus.events if isinstance(e, SchemaChanged)]

@@ -12,16 +12,9 @@ from magpie.gateway.controlplane import apps, members, schema
 from magpie.ingestion import service
 from magpie.ingestion.service import IngestDeps
 from magpie.ingestion.store import IngestStore, create_tables
+from tests.fixtures.recording import RecordingBus
 
 pytestmark = pytest.mark.integration
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    async def publish(self, event, *, key=None):
-        self.events.append(event)
 
 
 @pytest.fixture
@@ -33,7 +26,7 @@ async def ctx(tmp_path):
     await members.ensure_initial_owner(db, "o@example.com", "password123")
     app = await apps.create_app(db, 1, AppIn(name="Shop"))
     await schema.set_schema(db, 1, app.app_id, [FieldIn(name="price", type="float", searchable=True)])
-    deps = IngestDeps(store=IngestStore(db), bus=Recorder(), schemas=SchemaProvider(db))
+    deps = IngestDeps(store=IngestStore(db), bus=RecordingBus(), schemas=SchemaProvider(db))
     yield deps, app.app_id
     await engine.dispose()
 
