@@ -61,12 +61,12 @@ from magpie.common.filters import AnyOf
 from magpie.common.ports.index import IndexPoint
 from magpie.embedding.augment import views
 from magpie.embedding.models.efficientnet import IMAGE_SIZES, OnnxImageEmbedder, load_efficientnet
-from magpie.search.query import in_stable_order
-from magpie.search.views import nearest, query_views
 from magpie.embedding.projection import fit_learned_whitening, fit_pca_whitening
 from magpie.embedding.registry import ModelRegistry
 from magpie.image_fetch.images import decode_and_normalise
 from magpie.search.index.edge import EdgeIndex
+from magpie.search.query import in_stable_order
+from magpie.search.views import nearest, query_views
 
 VENDORS = ("twitter", "facebook")
 PACKAGE = "emoji-datasource-{}"

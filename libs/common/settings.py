@@ -169,6 +169,11 @@ class Settings(BaseSettings):
         return host, self.sftp_public_port or self.sftp_port
 
     @property
+    def ingest_idle(self) -> bool:
+        """Whether ingest threads run under SCHED_IDLE (`ingest_priority` "idle")."""
+        return self.ingest_priority == "idle"
+
+    @property
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL of the control-plane store."""
         if self.database_url:

@@ -37,7 +37,7 @@ class Models:
         self.registry = ModelRegistry.from_settings(settings)
         self.max_batch = settings.embedding_batch_size
         self.max_wait_s = settings.embedding_batch_wait_s
-        self.bulk_idle = settings.ingest_priority == "idle"
+        self.bulk_idle = settings.ingest_idle
         self._handles: dict[tuple[str, str], ModelHandle] = {}
         self._batchers: list = []
         self._lock = asyncio.Lock()
@@ -104,7 +104,7 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
     from magpie.common.controlplane.schema_provider import SchemaProvider
 
     engine, db = await open_database(settings)
-    pool = ingest_pool(idle=settings.ingest_priority == "idle")
+    pool = ingest_pool(idle=settings.ingest_idle)
     objects = build_object_store(settings)
     models = Models(settings, executor=pool, objects=objects)
     bus = build_bus(settings, client_id="magpie-embedding")

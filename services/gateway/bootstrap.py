@@ -149,7 +149,7 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     bus = build_bus(settings, client_id="magpie-gateway")
     schemas = SchemaProvider(db)
     index, analytics = query_side(settings)
-    pool = ingest_pool(idle=settings.ingest_priority == "idle")
+    pool = ingest_pool(idle=settings.ingest_idle)
     objects = build_object_store(settings)
     c = Container(settings=settings, engine=engine, db=db, bus=bus, objects=objects,
                   schemas=schemas, ingest=IngestDeps(store=IngestStore(db), bus=bus, schemas=schemas),

@@ -46,8 +46,8 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
 
     from magpie.common.pipeline import ingest_pool
 
-    objects, fetcher, pool = build_object_store(settings), build_fetcher(settings), \
-        ingest_pool(idle=settings.ingest_priority == "idle")
+    objects, fetcher = build_object_store(settings), build_fetcher(settings)
+    pool = ingest_pool(idle=settings.ingest_idle)
     bus = build_bus(settings, client_id="magpie-image-fetch")
     await objects.start()
     await fetcher.start()

@@ -335,12 +335,10 @@ async def query_vector(deps: SearchDeps, app_id: str, schema: AppSchema, params:
     whole picture first, and the im_id that finds it again."""
     model = await deps.models.for_app(app_id, schema.image_type)
     box, save = params.box, True
-    key = None
     if params.im_id:
         im_id, save = params.im_id, False
         query_image.object_key(app_id, im_id)  # refuses a malformed or expired one first
-        key = (app_id, im_id, box, model.name, model.version)
-        cached = deps.cached_vector(key)
+        cached = deps.cached_vector((app_id, im_id, box, model.name, model.version))
         if cached is not None:
             return cached, im_id
         image = await query_image.load(deps.objects, app_id, im_id)
@@ -362,5 +360,5 @@ async def query_vector(deps: SearchDeps, app_id: str, schema: AppSchema, params:
     else:
         vectors = await embed
     stacked = np.asarray(vectors, dtype=np.float32)
-    deps.cache_vector(key or (app_id, im_id, box, model.name, model.version), stacked)
+    deps.cache_vector((app_id, im_id, box, model.name, model.version), stacked)
     return stacked, im_id

@@ -32,15 +32,6 @@ def border_colour(pixels: np.ndarray) -> np.ndarray:
     return np.median(border, axis=0)
 
 
-def _border_median(rgb: Image) -> tuple[int, int, int]:
-    """`border_colour` of an RGB image, read from its four edges only (truncated to ints)."""
-    width, height = rgb.size
-    edges = [rgb.crop(box) for box in ((0, 0, width, 1), (0, height - 1, width, height),
-                                       (0, 0, 1, height), (width - 1, 0, width, height))]
-    border = np.concatenate([np.asarray(edge).reshape(-1, 3) for edge in edges])
-    return tuple(int(v) for v in np.median(border, axis=0))  # type: ignore[return-value]
-
-
 def trim_borders(image: Image, tolerance: int = TRIM_TOLERANCE) -> Image:
     """The RGB image cropped to the box of pixels that differ from its border colour."""
     from PIL import Image as PILImage
@@ -55,7 +46,8 @@ def trim_borders(image: Image, tolerance: int = TRIM_TOLERANCE) -> Image:
         return rgb
     # In Pillow's C loops rather than numpy's (which cost ~3 ms for a 500 px picture, a third
     # of the model): a pixel differs when any channel is more than `tolerance` levels off.
-    diff = ImageChops.difference(small, PILImage.new("RGB", small.size, _border_median(small)))
+    border = tuple(int(v) for v in border_colour(np.asarray(small)))  # truncated, as before
+    diff = ImageChops.difference(small, PILImage.new("RGB", small.size, border))
     box = diff.point(([0] * (tolerance + 1) + [255] * (255 - tolerance)) * 3).getbbox()
     if box is None:
         return rgb  # a flat image: nothing to trim to
