@@ -200,8 +200,10 @@ class Variant:
     each catalog (`white`, `lw`) and alpha query expansion at search time (`qe`)."""
 
     def __init__(self, spec: str, embedder: OnnxImageEmbedder, model_cache: Path,
-                 threads: int | None, vector_cache: Path | None) -> None:
+                 threads: int | None, vector_cache: Path | None, fit_sample: int | None = None,
+                 ) -> None:
         self.spec = spec
+        self.fit_sample = fit_sample
         steps = spec.split("+")
         bad = [s for s in steps if not STEPS.fullmatch(s)]
         if bad:
@@ -274,8 +276,15 @@ class Variant:
         if self.projection == "white":
             return fit_pca_whitening(catalog_vecs).apply
         if self.projection == "lw":
+            name = f"{vendor}-views{VIEWS}"
+            if self.fit_sample and self.fit_sample < len(catalog):
+                # As an application fitted when it was small: a seeded part of the catalog.
+                rows = np.sort(np.random.default_rng(SEED).choice(
+                    len(catalog), self.fit_sample, replace=False))
+                catalog, catalog_vecs = [catalog[i] for i in rows], catalog_vecs[rows]
+                name += f"-fit{self.fit_sample}"
             seen = views(catalog, VIEWS, seed=SEED)
-            view_vecs = self.embed(f"{vendor}-views{VIEWS}", seen, timed=False)
+            view_vecs = self.embed(name, seen, timed=False)
             return fit_learned_whitening(catalog_vecs, view_vecs).apply
         return lambda x: x
 
@@ -374,6 +383,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     parser.add_argument("--vector-cache", type=Path, default=DEFAULT_VECTORS,
                         help="where the vectors of the synthetic views are kept between runs")
+    parser.add_argument("--fit-sample", type=int, default=None,
+                        help="fit `lw` on this many catalog items (a seeded subset, as "
+                             "an application that was fitted while small), apply to all")
     args = parser.parse_args()
 
     roots = fetch(args.cache_dir)
@@ -398,7 +410,8 @@ def main() -> None:
         f"{'img/s':>8}"
     rows = []
     for spec in args.variant or ["base"]:
-        variant = Variant(spec, embedder, args.model_cache, args.threads, args.vector_cache)
+        variant = Variant(spec, embedder, args.model_cache, args.threads, args.vector_cache,
+                          args.fit_sample)
         t0 = time.perf_counter()
         res = run_variant(variant, items, images)
         rate = variant.count / variant.seconds

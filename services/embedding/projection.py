@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 DEFAULT_DIMS = 1024
 DEFAULT_VIEWS = 4
 MIN_ITEMS = 200  # below this the catalog says too little about its own variation
+VIEW_CHUNK = 64  # images embedded per call while fitting: bounds the memory a fit holds
 
 
 class ProjectionError(ValueError):
@@ -42,6 +43,7 @@ class Projection:
     mean: np.ndarray  # (d,)
     matrix: np.ndarray  # (d, dims)
     kind: str
+    items: int = 0  # catalog items it was fitted on (0: not recorded)
 
     @property
     def dim(self) -> int:
@@ -67,8 +69,11 @@ class Projection:
     def to_bytes(self) -> bytes:
         """The projection as an uncompressed .npz blob (float32)."""
         buffer = io.BytesIO()
+        # `items` only when recorded: a projection stored before it keeps its bytes, so its
+        # digest (part of its model version) does not change.
+        extra = {"items": np.array(self.items)} if self.items else {}
         np.savez(buffer, mean=self.mean.astype(np.float32),
-                 matrix=self.matrix.astype(np.float32), kind=np.array(self.kind))
+                 matrix=self.matrix.astype(np.float32), kind=np.array(self.kind), **extra)
         return buffer.getvalue()
 
     @classmethod
@@ -77,11 +82,12 @@ class Projection:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as blob:
                 mean, matrix, kind = blob["mean"], blob["matrix"], str(blob["kind"])
+                items = int(blob["items"]) if "items" in blob.files else 0
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ProjectionError(f"not a stored projection: {exc}") from None
         if mean.ndim != 1 or matrix.ndim != 2 or matrix.shape[0] != mean.shape[0]:
             raise ProjectionError(f"inconsistent projection shapes {mean.shape}, {matrix.shape}")
-        return cls(mean.astype(np.float32), matrix.astype(np.float32), kind)
+        return cls(mean.astype(np.float32), matrix.astype(np.float32), kind, items)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -121,7 +127,7 @@ def fit_learned_whitening(catalog: np.ndarray, views: np.ndarray, dims: int = DE
     values, vectors = np.linalg.eigh(between.T @ between / n)
     keep = np.argsort(-values)[:max(1, min(dims, n - 1, d))]
     return Projection(mean.astype(np.float32), (whiten @ vectors[:, keep]).astype(np.float32),
-                      "learned-whitening")
+                      "learned-whitening", n)
 
 
 def fit_pca_whitening(catalog: np.ndarray, dims: int = DEFAULT_DIMS,
@@ -139,12 +145,22 @@ def fit_pca_whitening(catalog: np.ndarray, dims: int = DEFAULT_DIMS,
 
 def fit_on_catalog(embed: Callable[[Sequence[Image]], np.ndarray], images: Sequence[Image],
                    views_per_image: int = DEFAULT_VIEWS, dims: int = DEFAULT_DIMS,
-                   seed: int = 0, min_items: int = MIN_ITEMS) -> Projection:
-    """A learned whitening for a catalog: embeds `images` and synthetic views of them."""
-    from magpie.embedding.augment import views
+                   seed: int = 0, min_items: int = MIN_ITEMS, *,
+                   catalog: np.ndarray | None = None, chunk: int = VIEW_CHUNK) -> Projection:
+    """A learned whitening for a catalog: embeds `images` (unless their vectors are given as
+    `catalog`) and synthetic views of them, `chunk` views at a time."""
+    from magpie.embedding.augment import augment
 
     if len(images) < min_items:
         raise ProjectionError(f"a catalog of {len(images)} images is too small to fit a "
                               f"projection on (at least {min_items})")
-    catalog = embed(images)
-    return fit_learned_whitening(catalog, embed(views(images, views_per_image, seed)), dims)
+    if catalog is None:
+        catalog = np.concatenate([embed(images[i:i + chunk])
+                                  for i in range(0, len(images), chunk)])
+    # View-major with one generator, as `augment.views` makes them: the same views, without
+    # holding thousands of decoded views (or one batch of them all) in memory.
+    rng, parts = np.random.default_rng(seed), []
+    for _ in range(views_per_image):
+        for i in range(0, len(images), chunk):
+            parts.append(embed([augment(image, rng, images) for image in images[i:i + chunk]]))
+    return fit_learned_whitening(catalog, np.concatenate(parts), dims)

@@ -138,17 +138,48 @@ def test_a_view_keeps_the_product_colour() -> None:
     assert hits >= 8
 
 
-def test_fit_on_catalog_embeds_the_catalog_and_its_views() -> None:
-    calls: list[int] = []
-
+def _thumbnail_embed(calls: list[int]):  # noqa: ANN202
     def embed(images: list[Image.Image]) -> np.ndarray:
         # A real (if crude) descriptor: the 4x4 colour thumbnail.
         calls.append(len(images))
         return unit(np.stack([np.asarray(im.convert("RGB").resize((4, 4)), dtype=np.float32)
                               .ravel() + 1.0 for im in images]))
+    return embed
 
+
+def test_fit_on_catalog_embeds_the_catalog_and_its_views_in_chunks() -> None:
+    calls: list[int] = []
+    embed = _thumbnail_embed(calls)
     images = [product(i) for i in range(12)]
-    projection = fit_on_catalog(embed, images, views_per_image=2, dims=6, min_items=10)
-    assert calls == [12, 24] and projection.dim == 6 and projection.kind == "learned-whitening"
+    projection = fit_on_catalog(embed, images, views_per_image=2, dims=6, min_items=10, chunk=5)
+    assert calls == [5, 5, 2] * 3  # the catalog, then each round of views, 5 at a time
+    assert projection.dim == 6 and projection.kind == "learned-whitening"
+    assert projection.items == 12
+    # Chunking changes nothing: the views are augment.views' own, in its order.
+    whole = fit_learned_whitening(embed(images), embed(views(images, 2, seed=0)), 6)
+    assert np.allclose(projection.matrix, whole.matrix, atol=1e-5)
     with pytest.raises(ProjectionError, match="too small"):
         fit_on_catalog(embed, images[:5], min_items=10)
+
+
+def test_fit_on_catalog_takes_the_catalog_vectors_it_is_given() -> None:
+    calls: list[int] = []
+    embed = _thumbnail_embed(calls)
+    images = [product(i) for i in range(12)]
+    given = embed(images)
+    calls.clear()
+    projection = fit_on_catalog(embed, images, views_per_image=2, dims=6, min_items=10,
+                                catalog=given)
+    assert calls == [12, 12]  # only views were embedded
+    assert np.allclose(projection.matrix, fit_on_catalog(embed, images, views_per_image=2, dims=6,
+                                                         min_items=10).matrix, atol=1e-5)
+
+
+def test_the_fitted_catalog_size_survives_storage_and_old_blobs_keep_their_digest() -> None:
+    rng = np.random.default_rng(3)
+    old = Projection(rng.normal(size=8).astype(np.float32),
+                     rng.normal(size=(8, 4)).astype(np.float32), "learned-whitening")
+    again = Projection.from_bytes(old.to_bytes())
+    assert again.items == 0 and again.digest == old.digest
+    sized = Projection(old.mean, old.matrix, old.kind, 250)
+    assert Projection.from_bytes(sized.to_bytes()).items == 250 and sized.digest != old.digest

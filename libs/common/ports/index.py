@@ -1,7 +1,7 @@
 """The vector index port: one collection per application, vectors plus typed payload."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -112,3 +112,15 @@ class VectorIndex(Protocol):
         cursor that stays valid while points are written. `fields` narrows each payload to
         those keys (None: all); vectors are empty unless `with_vectors`. A missing
         application reads as empty."""
+
+
+class RebuildableIndex(Protocol):
+    """An index that can move an application to vectors of another dimension online."""
+
+    async def rebuild(
+        self, app_id: str, dim: int,
+        convert: Callable[[list[IndexPoint]], Awaitable[list[IndexPoint]]], *, page: int = 512,
+    ) -> int:
+        """Replace every point by what `convert` makes of it (vectors of `dim` dimensions),
+        pages of points with their vectors in, points out; writes wait meanwhile, queries
+        read the old points until one swap; on any error nothing changes. Points moved."""

@@ -36,7 +36,9 @@ from magpie.search.index import (
     IM_NAME, build_filter, check_app_id, check_vector, facet_counts, named, plan_filter,
     point_id, scroll_offset, wanted_indexes,
 )
-from magpie.search.index.edge_app import AppShard, close_app, optimize_shard, reading
+from magpie.search.index.edge_app import (
+    AppShard, Convert, close_app, optimize_shard, reading, rebuild_shard,
+)
 from magpie.search.index.edge_files import _apply, _create, _index_ops, _open, _qe, _write_meta
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ UPSERT_CHUNK = 256  # points per engine call: the event loop gets the GIL in bet
 # A flush holds the GIL for as long as it writes (0.65 s for 100k fresh points of 512-d):
 # flushing every few thousand written points keeps each one, and so every stall, short.
 FLUSH_EVERY = 5_000
+REBUILD_PAGE = 512  # points per page a rebuild moves
 
 class EdgeIndex:
     """VectorIndex on embedded qdrant-edge shards under `root`, optimised in the background.
@@ -103,9 +106,11 @@ class EdgeIndex:
         if not points:
             return
         app = await self._get(app_id)
-        qe, dim = _qe(), app.meta["dim"] if app else 0
+        qe = _qe()
 
         def ops(_shard: Any) -> list[Any]:
+            # The dimension read under the write lock: a rebuild may have changed it meanwhile.
+            dim = app.meta["dim"]
             structs = [qe.Point(point_id(app_id, p.im_name), check_vector(p.vector, dim, app_id),
                                 {**p.payload, IM_NAME: p.im_name}) for p in points]
             return [qe.UpdateOperation.upsert_points(structs[i:i + UPSERT_CHUNK])
@@ -179,12 +184,14 @@ class EdgeIndex:
         if app is None or limit <= 0:
             return []
         qe = _qe()
-        request = qe.QueryRequest(
-            limit=limit, offset=max(offset, 0) or None,
-            query=qe.Query.Nearest(check_vector(vector, app.meta["dim"], app_id)), filter=flt,
-            score_threshold=score_threshold, with_payload=True, with_vector=with_vectors,
-        )
         async with self._reading(app) as shard:
+            # Checked against the generation being read: a rebuild may change the dimension.
+            request = qe.QueryRequest(
+                limit=limit, offset=max(offset, 0) or None,
+                query=qe.Query.Nearest(check_vector(vector, app.meta["dim"], app_id)),
+                filter=flt, score_threshold=score_threshold, with_payload=True,
+                with_vector=with_vectors,
+            )
             points = [] if shard is None else shard.query(request)
         return [Hit(p.payload[IM_NAME], float(p.score), dict(p.payload),
                     list(p.vector) if with_vectors else None) for p in points]
@@ -261,6 +268,20 @@ class EdgeIndex:
         if app is None or plan is None:
             return None, None
         return app, build_filter(_qe(), _qe().RangeFloat, plan, exclude)
+
+    async def rebuild(self, app_id: str, dim: int, convert: Convert, *,
+                      page: int = REBUILD_PAGE) -> int:
+        """Replace the application's points by `convert`ed ones of `dim` dimensions (a new
+        projection, a new model): writes wait meanwhile, queries go on against the old
+        vectors until the new generation is swapped in; on any error nothing changes.
+        Returns the points moved."""
+        app = await self._get(app_id)
+        if app is None:
+            raise NotFound(f"No index for application {app_id}.")
+        moved = await rebuild_shard(app, app_id, dim, convert, self._threshold_kb, page)
+        if self._after and moved >= self._after and app.task is None:
+            self._schedule(app_id, app)  # the new generation has no graph yet
+        return moved
 
     async def info(self, app_id: str) -> dict[str, Any] | None:
         """Points, HNSW-indexed vectors, segments, and whether an optimisation is running."""

@@ -37,17 +37,27 @@ def _open(path: Path) -> tuple[dict[str, Any], Any] | None:
 
 
 def _create(path: Path, meta: dict[str, Any], threshold_kb: int) -> Any:
-    qe = _qe()
     shutil.rmtree(path, ignore_errors=True)  # a folder without meta.json is a failed create
+    shard = _create_shard(path / (SHARD_PREFIX + meta["generation"]), meta["dim"], threshold_kb)
+    _write_meta(path, meta)
+    return shard
+
+
+def _create_shard(path: Path, dim: int, threshold_kb: int) -> Any:
+    qe = _qe()
     config = qe.EdgeConfig(
-        vectors=qe.EdgeVectorParams(size=meta["dim"], distance=qe.Distance.Cosine),
+        vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
         # prevent_unoptimized would hide fresh points until optimised: never wanted here.
         optimizers=qe.EdgeOptimizersConfig(
             indexing_threshold=threshold_kb, prevent_unoptimized=False),
     )
-    shard = qe.EdgeShard.create(str(path / (SHARD_PREFIX + meta["generation"])), config)
-    _write_meta(path, meta)
-    return shard
+    return qe.EdgeShard.create(str(path), config)
+
+
+def _payload_indexes(shard: Any) -> dict[str, str]:
+    """The shard's payload indexes: field name -> kind ("keyword", "integer", ...)."""
+    return {name: str(i.data_type).rsplit(".", 1)[-1].lower()
+            for name, i in shard.info().payload_schema.items()}
 
 
 def _write_meta(path: Path, meta: dict[str, Any]) -> None:
@@ -93,9 +103,13 @@ def _close_shard(shard: Any) -> None:
     shard.close()
 
 
+def _discard(shard: Any, path: Path) -> None:
+    shard.close()
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _index_ops(qe: Any, shard: Any, wanted: dict[str, str]) -> list[Any]:
-    have = {name: str(i.data_type).rsplit(".", 1)[-1].lower()
-            for name, i in shard.info().payload_schema.items()}
+    have = _payload_indexes(shard)
     params = {
         "keyword": qe.KeywordIndexParams, "float": qe.FloatIndexParams,
         "integer": lambda: qe.IntegerIndexParams(lookup=True, range=True),
