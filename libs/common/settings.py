@@ -128,6 +128,14 @@ class Settings(BaseSettings):
     # its best view (magpie.search.views): better recall for shoppers' photos, about 3x the
     # latency of one view. False: the whole picture only.
     upload_search_views: bool = True
+    # Each application's catalog projection (learned whitening: better recall for photos and
+    # other vendors' pictures, see the README) fitted by the standalone server on its own once
+    # the catalog has `auto_projection_min_items` items and is at rest (no new item for one
+    # check interval), refitted at twice the size of the last fit; the index moves over
+    # online. Off: `magpie projection fit` by hand.
+    auto_projection: bool = True
+    auto_projection_min_items: int = Field(1000, ge=200)
+    auto_projection_check_s: float = Field(60.0, gt=0)
 
     # Embedding: the default model, optional per-image-type overrides (a model name, or
     # `st:<sentence-transformers model or folder>`), batching.

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import numpy as np
+
 from magpie.common.events.ingest import ImageReady
 from magpie.common.pipeline import ingest_pool
 from magpie.common.ports import Bus, ObjectStore
@@ -78,6 +80,26 @@ class Models:
             projection = await load_projection(self.objects, app_id, base)
             hit = self._projected[key] = (now, base if projection is None else projected(base, projection))
         return hit[1]
+
+    def set_projection(self, app_id: str, base: ModelHandle, projection: object | None) -> None:
+        """Serve `app_id` through `projection` (None: the raw model) from now on, in this
+        process; other processes see the stored one within PROJECTION_TTL_S."""
+        from magpie.embedding.app_projection import projected
+
+        handle = base if projection is None else projected(base, projection)  # type: ignore[arg-type]
+        self._projected[(app_id, base.name, base.version)] = (time.monotonic(), handle)
+
+    async def reprojected(self, app_id: str, image_type: str, model: str, version: str,
+                          vector: list[float]) -> tuple[str, list[float]] | None:
+        """A vector the application's raw model made just before its projection came in,
+        projected: (the projected model's version, the vector); None when that is not what
+        happened (another model, no projection)."""
+        handle = await self.for_app(app_id, image_type)
+        raw = handle.raw
+        if raw is None or handle.project is None or (raw.name, raw.version) != (model, version):
+            return None
+        projected = handle.project(np.asarray(vector, dtype=np.float32))
+        return handle.version, np.asarray(projected, dtype=np.float32).tolist()
 
     async def close(self) -> None:
         """Finish queued embeddings and stop the batchers."""

@@ -125,7 +125,14 @@ async def _vector(event: ImageReady, model: ModelHandle, deps: EmbedDeps) -> np.
     if image is None:
         data = await deps.objects.get(event.image_key)
         image = await asyncio.get_running_loop().run_in_executor(deps.executor, _open, data)
-    vector = np.asarray(await model.embed(image), dtype=np.float32)
+    if model.raw is not None and model.project is not None:
+        # The raw vector is kept too: a refit or `magpie projection drop` then moves this item
+        # without running the model again.
+        raw = np.asarray(await model.raw.embed(image), dtype=np.float32)
+        await deps.objects.put(vector_key(event.app_id, model.raw, event.content_hash), raw.tobytes())
+        vector = np.asarray(model.project(raw), dtype=np.float32)
+    else:
+        vector = np.asarray(await model.embed(image), dtype=np.float32)
     await deps.objects.put(key, vector.tobytes())
     return vector
 

@@ -36,6 +36,10 @@ class ProjectionError(ValueError):
     """The data given cannot fit a projection (too few items, mismatched shapes)."""
 
 
+class FitHalted(ProjectionError):
+    """A fit stopped before its end."""
+
+
 @dataclass(frozen=True)
 class Projection:
     """x -> normalise((x - mean) @ matrix); `kind` names how it was fitted."""
@@ -146,9 +150,11 @@ def fit_pca_whitening(catalog: np.ndarray, dims: int = DEFAULT_DIMS,
 def fit_on_catalog(embed: Callable[[Sequence[Image]], np.ndarray], images: Sequence[Image],
                    views_per_image: int = DEFAULT_VIEWS, dims: int = DEFAULT_DIMS,
                    seed: int = 0, min_items: int = MIN_ITEMS, *,
-                   catalog: np.ndarray | None = None, chunk: int = VIEW_CHUNK) -> Projection:
+                   catalog: np.ndarray | None = None, chunk: int = VIEW_CHUNK,
+                   halted: Callable[[], bool] = lambda: False) -> Projection:
     """A learned whitening for a catalog: embeds `images` (unless their vectors are given as
-    `catalog`) and synthetic views of them, `chunk` views at a time."""
+    `catalog`) and synthetic views of them, `chunk` views at a time; raises FitHalted
+    between chunks once `halted()` says so (a server stopping)."""
     from magpie.embedding.augment import augment
 
     if len(images) < min_items:
@@ -162,5 +168,7 @@ def fit_on_catalog(embed: Callable[[Sequence[Image]], np.ndarray], images: Seque
     rng, parts = np.random.default_rng(seed), []
     for _ in range(views_per_image):
         for i in range(0, len(images), chunk):
+            if halted():
+                raise FitHalted("the fit was stopped")
             parts.append(embed([augment(image, rng, images) for image in images[i:i + chunk]]))
     return fit_learned_whitening(catalog, np.concatenate(parts), dims)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,27 @@ class Container:
         return result
 
 
+def auto_projection(c: Container, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+    """The task that fits each application's projection when its catalog is ready."""
+    from magpie.common.pipeline import low_priority_executor
+    from magpie.embedding import auto_projection as auto
+
+    s = c.settings
+    # One idle-priority thread: a fit takes the CPU that searches and ingest leave.
+    fits = low_priority_executor(1, "projection-fit", idle=s.ingest_idle)
+    deps = auto.AutoProjectionDeps(index=c.index, objects=c.objects, models=c.models,
+                                   schemas=c.schemas, app_ids=c.schemas.app_ids, executor=fits,
+                                   min_items=s.auto_projection_min_items)
+
+    async def run() -> None:
+        try:
+            await auto.run(deps, stop, s.auto_projection_check_s)
+        finally:
+            fits.shutdown(wait=False, cancel_futures=True)
+
+    return run()
+
+
 def wire_subscribers(c: Container) -> None:
     """Subscribe every service's handlers: standalone mode runs them all in this process."""
     from magpie.analytics import bootstrap as analytics
@@ -90,7 +111,8 @@ def wire_subscribers(c: Container) -> None:
     embedding.subscribe(c.bus, EmbedDeps(model_for=c.models.for_type, objects=c.objects,
                                          schemas=c.schemas, bus=c.bus, images=c.images,
                                          executor=c.ingest_pool, app_model=c.models.for_app))
-    search.subscribe(c.bus, IndexDeps(index=c.index, schemas=c.schemas, bus=c.bus))
+    search.subscribe(c.bus, IndexDeps(index=c.index, schemas=c.schemas, bus=c.bus,
+                                      reproject=c.models.reprojected))
     analytics.subscribe(c.bus, c.analytics)
 
 
@@ -185,6 +207,8 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     c.ready = True
     stop = asyncio.Event()
     c._tasks.append(asyncio.create_task(run_relay(db, c.bus, stop), name="outbox-relay"))
+    if settings.auto_projection and not settings.distributed and hasattr(c.index, "rebuild"):
+        c._tasks.append(asyncio.create_task(auto_projection(c, stop), name="auto-projection"))
     try:
         yield c
     finally:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from magpie.common.controlplane.schema_provider import AppSchema, SchemaProvider
-from magpie.common.errors import ImageNameNotFound, MagpieError, NotFound
+from magpie.common.errors import ImageNameNotFound, IndexModelMismatch, MagpieError, NotFound
 from magpie.common.events.control import ApplicationDeleted, FieldSpec, SchemaChanged
 from magpie.common.events.ingest import ItemEmbedded, ItemOp
 from magpie.common.pipeline import report_failure, report_success
@@ -25,6 +26,11 @@ class IndexDeps:
     index: VectorIndex
     schemas: SchemaProvider
     bus: Bus
+    # (app_id, image type, model, version, vector) -> (projected version, vector) for a raw
+    # vector that met its application's new projection (`Models.reprojected`); None: no
+    # projections in this process.
+    reproject: Callable[[str, str, str, str, list[float]],
+                        Awaitable[tuple[str, list[float]] | None]] | None = None
     _ensured: dict[str, int] = field(default_factory=dict)
 
     async def ensure(self, schema: AppSchema, dim: int) -> None:
@@ -67,10 +73,15 @@ async def on_item_embedded(event: ItemEmbedded, deps: IndexDeps) -> None:
             await deps.index.set_payload(colors, event.im_name, payload)
         else:
             assert event.vector is not None
-            await deps.ensure(schema, len(event.vector))
+            try:
+                await _upsert(event, schema, deps)
+            except IndexModelMismatch:
+                moved = await _reprojected(event, schema, deps)
+                if moved is None:
+                    raise
+                event = moved
+                await _upsert(event, schema, deps)
             payload = payload_of(event, schema)
-            point = IndexPoint(event.im_name, event.vector, payload)
-            await deps.index.upsert(event.app_id, [point])
             color = item_color_vector(event.colors)
             if color is None:  # no colour extracted: the item is not found by colour
                 await deps.index.delete(colors, [event.im_name])
@@ -82,6 +93,28 @@ async def on_item_embedded(event: ItemEmbedded, deps: IndexDeps) -> None:
         await report_failure(deps.bus, event, "search", err)
         return
     await report_success(deps.bus, event, "search", event.warnings)
+
+
+async def _upsert(event: ItemEmbedded, schema: AppSchema, deps: IndexDeps) -> None:
+    assert event.vector is not None
+    await deps.ensure(schema, len(event.vector))
+    await deps.index.upsert(event.app_id, [IndexPoint(event.im_name, event.vector,
+                                                      payload_of(event, schema))])
+
+
+async def _reprojected(event: ItemEmbedded, schema: AppSchema,
+                       deps: IndexDeps) -> ItemEmbedded | None:
+    """The event with its raw vector projected, when its application has just moved to a
+    projection (auto projection) and the vector was made a moment before; else None."""
+    if deps.reproject is None or event.vector is None or event.model is None:
+        return None
+    moved = await deps.reproject(event.app_id, schema.image_type, event.model,
+                                 event.model_version or "", event.vector)
+    if moved is None:
+        return None
+    version, vector = moved
+    deps._ensured.pop(event.app_id, None)  # the collection's dimension changed
+    return event.model_copy(update={"vector": vector, "model_version": version})
 
 
 async def on_schema_changed(event: SchemaChanged, deps: IndexDeps) -> None:

@@ -10,16 +10,18 @@ panel offers), not only the page.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from magpie.common.controlplane.schema_provider import AppSchema, SchemaProvider
 from magpie.common.errors import (
     ImageNotFound,
+    IndexModelMismatch,
     InvalidCredentials,
     InvalidRequest,
     MissingQueryImage,
@@ -39,6 +41,8 @@ from magpie.search.params import MAX_RESULTS, SearchParams, Unsupported
 from magpie.search.rerank import dedup_by_score, mmr, within_scores
 from magpie.search.views import nearest, query_views
 from magpie.search.response import Facet, Outcome, qinfo_of, returned_fields
+
+UseCase = TypeVar("UseCase", bound=Callable[..., Awaitable[Outcome]])
 
 ACCESS_TTL_S = 5.0  # a revoked key searches on for about this long
 SCHEMA_TTL_S = 2.0  # a schema change reaches searches this long after (and one search later)
@@ -259,6 +263,21 @@ async def _outcome(deps: SearchDeps, app_id: str, collection: str, ranked: Ranke
                    await facets(deps.index, collection, p, params), groups=groups, **extra)
 
 
+def across_rebuild(use_case: UseCase) -> UseCase:
+    """The use case, run once more when the index changed dimension under it: an automatic
+    projection's swap (`magpie.embedding.auto_projection`) between reading or embedding a
+    vector and searching with it. A lasting mismatch (a model upgrade) still raises."""
+
+    @functools.wraps(use_case)
+    async def run(*args: Any, **kwargs: Any) -> Outcome:
+        try:
+            return await use_case(*args, **kwargs)
+        except IndexModelMismatch:
+            return await use_case(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 async def _query_item(deps: SearchDeps, app_id: str, params: SearchParams) -> Any:
     if not params.im_name:
         raise InvalidRequest("im_name is invalid.")
@@ -269,6 +288,7 @@ async def _query_item(deps: SearchDeps, app_id: str, params: SearchParams) -> An
     return item
 
 
+@across_rebuild
 async def find_similar(deps: SearchDeps, app_id: str, params: SearchParams) -> Outcome:
     """Items like the indexed item `im_name`, the item itself left out."""
     p = await planned(deps, app_id, await deps.schema(app_id), params)
@@ -279,6 +299,7 @@ async def find_similar(deps: SearchDeps, app_id: str, params: SearchParams) -> O
     return await _outcome(deps, app_id, app_id, ranked, p, params, qinfo=qinfo)
 
 
+@across_rebuild
 async def recommend(deps: SearchDeps, app_id: str, params: SearchParams) -> Outcome:
     """"You may also like": items like `im_name`, near-duplicates out, diversified by MMR."""
     if params.arranged:
@@ -318,6 +339,7 @@ async def color_search(deps: SearchDeps, app_id: str, params: SearchParams) -> O
     return await _outcome(deps, app_id, collection, ranked, p, params)
 
 
+@across_rebuild
 async def upload_search(deps: SearchDeps, app_id: str, params: SearchParams,
                         upload: bytes | None) -> Outcome:
     """Items like an upload, an `im_url` or an earlier upload's `im_id` (wins), or its `box`."""

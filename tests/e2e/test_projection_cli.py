@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -101,3 +102,41 @@ def test_projection_refuses_a_small_catalog_and_a_running_server(tmp_path, model
         stop_server(server)
     small = cli(data, model_cache, "fit", "--app", app["app_id"])
     assert small.returncode == 1 and "too small" in small.stderr.lower(), small.stderr
+
+
+def test_the_server_fits_a_catalog_at_rest_on_its_own(tmp_path, model_cache):
+    """MAGPIE_AUTO_PROJECTION: the running server fits the projection once the catalog has
+    enough items and is at rest, and moves the index over while searches go on."""
+    data = tmp_path / "data"
+    env = {**pipeline_env(model_cache), "MAGPIE_AUTO_PROJECTION_MIN_ITEMS": str(N),
+           "MAGPIE_AUTO_PROJECTION_CHECK_S": "1"}
+    pictures = {f"p{i}.jpg": encode(scene(7000 + i), "JPEG", quality=90) for i in range(N + 1)}
+    with serve_files(pictures) as images:
+        server = start_server(data, env, timeout=120)
+        try:
+            app = new_application(server.url, "Auto")
+            auth = (app["access_key"], app["secret_key"])
+            for start in range(0, N, 100):
+                done = insert(server.url, auth, images, [f"p{i}" for i in range(start, start + 100)])
+                assert done["success_count"] == 100, done
+            raw_model = model_of(server.url, auth, "p7")
+            answers, deadline = [], time.monotonic() + 240
+            while "+lw-" not in model_of(server.url, auth, "p7"):
+                assert time.monotonic() < deadline, "no projection was fitted"
+                # Searches keep answering before, during and after the swap.
+                answers.append(httpx.get(f"{server.url}/search", auth=auth,
+                                         params={"im_name": "p3"}).json()["status"])
+                time.sleep(0.2)
+            fitted = model_of(server.url, auth, "p7")
+            assert fitted.startswith(raw_model + "+lw-") and set(answers) <= {"OK"}, answers
+            assert model_of(server.url, auth, "p150") == fitted
+            assert insert(server.url, auth, images, [f"p{N}"])["success_count"] == 1
+            assert model_of(server.url, auth, f"p{N}") == fitted
+            found = httpx.post(f"{server.url}/uploadsearch", auth=auth, data={"score": "true"},
+                               files={"image": ("q.jpg", pictures["p7.jpg"], "image/jpeg")}).json()
+            assert found["status"] == "OK", found
+            assert found["result"][0]["im_name"] == "p7" and found["result"][0]["score"] > 0.99
+        finally:
+            stop_server(server)
+    shown = json.loads(cli(data, model_cache, "show", "--app", app["app_id"]).stdout)
+    assert fitted.endswith(shown["projection"]["digest"]) and shown["projection"]["dim"] == N - 1

@@ -57,6 +57,11 @@ class SchemaProvider:
         """Forget the cached schema of `app_id` (it changed or the app was deleted)."""
         self._cache.pop(app_id, None)
 
+    async def app_ids(self) -> list[str]:
+        """Every application's id."""
+        async with self.db() as s:
+            return list(await s.scalars(select(Application.id).order_by(Application.id)))
+
     async def get(self, app_id: str, max_age_s: float = 0.0) -> AppSchema:
         """The current schema (or one checked at most `max_age_s` ago); NotFound when the
         application does not exist."""

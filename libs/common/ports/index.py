@@ -120,7 +120,9 @@ class RebuildableIndex(Protocol):
     async def rebuild(
         self, app_id: str, dim: int,
         convert: Callable[[list[IndexPoint]], Awaitable[list[IndexPoint]]], *, page: int = 512,
+        before_swap: Callable[[], Awaitable[None]] | None = None,
     ) -> int:
         """Replace every point by what `convert` makes of it (vectors of `dim` dimensions),
         pages of points with their vectors in, points out; writes wait meanwhile, queries
-        read the old points until one swap; on any error nothing changes. Points moved."""
+        read the old points until one swap, made right after `before_swap`; on any error
+        (theirs too) nothing changes. Points moved."""

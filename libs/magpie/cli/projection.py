@@ -72,6 +72,7 @@ async def _fit(db, app_id: str, views: int, dims: int, sample: int, seed: int) -
     from dataclasses import replace
 
     from magpie.embedding.app_projection import fit_app_projection, projected
+    from magpie.embedding.auto_projection import off_key
     from magpie.embedding.projection import ProjectionError
 
     async with _app_model(db, app_id) as (models, base, deps):
@@ -85,6 +86,7 @@ async def _fit(db, app_id: str, views: int, dims: int, sample: int, seed: int) -
                 raise CatalogTooSmall(str(exc)) from None
             progress.advance(task)
         result = await reindex_with_bars(app_id, replace(deps, model=projected(base, fitted)), False, 64)
+        await deps.objects.delete(off_key(app_id))  # the server may refit it as it grows
     return {"app_id": app_id, "projection": fitted.digest, "kind": fitted.kind, "dim": fitted.dim,
             "model": result.model, "total": result.total, "embedded": result.embedded,
             "cached": result.cached, "rebuilt": result.rebuilt,
@@ -104,12 +106,15 @@ async def _show(db, app_id: str) -> dict:  # noqa: ANN001
 
 async def _drop(db, app_id: str) -> dict:  # noqa: ANN001
     from magpie.embedding.app_projection import projection_key
+    from magpie.embedding.auto_projection import off_key
 
     async with _app_model(db, app_id) as (_, base, deps):
         key = projection_key(app_id, base)
         existed = await deps.objects.exists(key)
         if existed:
             await deps.objects.delete(key)
+        # Kept off: the running server would otherwise fit it again (MAGPIE_AUTO_PROJECTION).
+        await deps.objects.put(off_key(app_id), b"off", "text/plain")
         # Back to the raw model: raw vectors come from the vector cache, no model run.
         result = await reindex_with_bars(app_id, deps, False, 64)
     return {"app_id": app_id, "dropped": existed, "model": result.model, "total": result.total,

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -270,15 +270,17 @@ class EdgeIndex:
         return app, build_filter(_qe(), _qe().RangeFloat, plan, exclude)
 
     async def rebuild(self, app_id: str, dim: int, convert: Convert, *,
-                      page: int = REBUILD_PAGE) -> int:
+                      page: int = REBUILD_PAGE,
+                      before_swap: Callable[[], Awaitable[None]] | None = None) -> int:
         """Replace the application's points by `convert`ed ones of `dim` dimensions (a new
         projection, a new model): writes wait meanwhile, queries go on against the old
-        vectors until the new generation is swapped in; on any error nothing changes.
-        Returns the points moved."""
+        vectors until the new generation is swapped in, right after `before_swap`; on any
+        error (theirs too) nothing changes. Returns the points moved."""
         app = await self._get(app_id)
         if app is None:
             raise NotFound(f"No index for application {app_id}.")
-        moved = await rebuild_shard(app, app_id, dim, convert, self._threshold_kb, page)
+        moved = await rebuild_shard(app, app_id, dim, convert, self._threshold_kb, page,
+                                    before_swap)
         if self._after and moved >= self._after and app.task is None:
             self._schedule(app_id, app)  # the new generation has no graph yet
         return moved

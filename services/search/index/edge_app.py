@@ -120,7 +120,8 @@ async def optimize_shard(app: AppShard) -> bool:
 
 
 async def rebuild_shard(app: AppShard, app_id: str, dim: int, convert: Convert,
-                        threshold_kb: int, page: int) -> int:
+                        threshold_kb: int, page: int,
+                        before_swap: Callable[[], Awaitable[None]] | None = None) -> int:
     """Refill a new generation of `dim`-d vectors with every point passed through `convert`
     and swap it in; writes wait meanwhile, reads go on against the old generation. An error
     (from `convert` too) discards the new generation and leaves the old one as it was."""
@@ -134,6 +135,8 @@ async def rebuild_shard(app: AppShard, app_id: str, dim: int, convert: Convert,
         new = await asyncio.to_thread(_create_shard, path, dim, threshold_kb)
         try:
             moved = await _refill(app, app_id, new, dim, convert, page)
+            if before_swap is not None:
+                await before_swap()
         except BaseException:
             await asyncio.to_thread(_discard, new, path)
             raise
