@@ -5,8 +5,9 @@ Steps (see the README's retrieval-quality section): `fit_app_projection` reads t
 images of the indexed items, fits a learned whitening on them and their synthetic views, and
 saves it under `projection_key`; `projected` wraps the application's model handle so every
 vector it returns is projected and its version names the projection; `magpie reindex` with
-that handle then moves the index over (a new dimension: the rebuild path). Not yet called by
-the embedding stage or the search query path: that per-application lookup is still to wire.
+that handle then moves the index over (a new dimension: the rebuild path). The running
+server takes each application's model through `Models.for_app`, and fits on its own through
+`magpie.embedding.auto_projection`.
 """
 from __future__ import annotations
 

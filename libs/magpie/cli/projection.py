@@ -46,7 +46,8 @@ def show(app: str = AppOpt) -> None:
 
 @projection_cli.command("drop")
 def drop(app: str = AppOpt) -> None:
-    """Remove the application's projection and move its index back to the raw model."""
+    """Remove the application's projection, move its index back to the raw model, and keep
+    the server from fitting it again on its own (until `fit`)."""
     emit(run_with_db(lambda db, _account: _drop(db, app)))
 
 
