@@ -14,15 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.index import APP, FIELDS, _points
 from magpie.common.ports.index import IndexPoint
 from magpie.search.index.edge import EdgeIndex
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the catalog generator is bench/index.py's
+    sys.path.insert(0, str(ROOT))
+
+from bench.index import APP, FIELDS, _points  # noqa: E402
 
 
 def _ms(samples: list[float]) -> str:
@@ -40,8 +46,9 @@ async def main(args: argparse.Namespace) -> None:
         index = EdgeIndex(Path(root), optimize_after=0)
         await index.start()
         await index.ensure_collection(APP, args.dim, FIELDS)
-        for i in range(0, args.n, 5000):
-            await index.upsert(APP, _points(min(5000, args.n - i), args.dim, rng))
+        for i in range(0, args.n, 5000):  # in parts (Python lists of floats are large)
+            part = _points(min(5000, args.n - i), args.dim, rng)
+            await index.upsert(APP, [IndexPoint(f"{i}-{p.im_name}", p.vector, p.payload) for p in part])
         query = _points(1, args.dim, rng)[0].vector
         before = []
         for _ in range(200):

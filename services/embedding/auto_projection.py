@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -88,12 +88,15 @@ class Fitted:
 
 
 def due(count: int, previous: int | None, fitted: Projection | None, min_items: int,
-        grow: float) -> bool:
+        grow: float, sample: int) -> bool:
     """Whether to fit now: enough items, the same count as at the last look (the catalog is
-    at rest), and no projection yet or a catalog `grow` times the one it was fitted on."""
+    at rest), and no projection yet, or one fitted on a catalog `grow` times smaller whose fit
+    did not yet see a full `sample` (later refits would read the same number of images)."""
     if count < min_items or count != previous:
         return False
-    return fitted is None or (fitted.items > 0 and count >= grow * fitted.items)
+    if fitted is None:
+        return True
+    return 0 < fitted.items < grow * sample and count >= grow * fitted.items
 
 
 async def run(deps: AutoProjectionDeps, stop: asyncio.Event, interval_s: float) -> None:
@@ -151,36 +154,40 @@ async def check(app_id: str, deps: AutoProjectionDeps) -> Fitted | None:
         log.warning("auto projection: %s had a projection its index does not match (a crash "
                     "before the swap?): removed, the raw model serves", app_id)
         current = None
-    if not due(count, previous, current, deps.min_items, deps.grow) or deps.failed.get(app_id) == count:
+    if (not due(count, previous, current, deps.min_items, deps.grow, deps.sample)
+            or deps.failed.get(app_id) == count):
         return None
     try:
-        return await fit_and_move(app_id, schema, base, deps)
+        return await fit_and_move(app_id, schema, base, deps, count)
     except Exception:
         deps.failed[app_id] = count  # not again until the catalog changes
         raise
 
 
 async def fit_and_move(app_id: str, schema: AppSchema, base: ModelHandle,
-                       deps: AutoProjectionDeps) -> Fitted:
-    """Fit the application's projection and rebuild its index through it."""
+                       deps: AutoProjectionDeps, count: int) -> Fitted:
+    """Fit the projection of `app_id` (a catalog of `count` items) and rebuild its index
+    through it."""
     token = BULK_WORK.set(True)  # images embedded again wait behind searches
     try:
-        return await _fit_and_move(app_id, schema, base, deps)
+        return await _fit_and_move(app_id, schema, base, deps, count)
     finally:
         BULK_WORK.reset(token)
 
 
 async def _fit_and_move(app_id: str, schema: AppSchema, base: ModelHandle,
-                        deps: AutoProjectionDeps) -> Fitted:
+                        deps: AutoProjectionDeps, count: int) -> Fitted:
     started = time.monotonic()
     raw_deps = ReindexDeps(index=deps.index, objects=deps.objects, model=base, schema=schema)
     images, raw = await _sample(app_id, raw_deps, deps.sample)
     embedder = deps.models.registry.get(schema.image_type)  # loaded: `base` came from it
     fit = functools.partial(fit_on_catalog, embedder.embed, images, deps.views, deps.dims,
-                            catalog=raw, min_items=min(deps.min_items, MIN_ITEMS),
+                            catalog=raw, min_items=min(deps.min_items, MIN_ITEMS, deps.sample),
                             halted=deps.halt.is_set)
     del images  # the fit holds them until it ends, no longer
-    projection = await asyncio.get_running_loop().run_in_executor(deps.executor, fit)
+    # Sized by the catalog it was fitted for, not the sample it read: refits go by that.
+    projection = replace(await asyncio.get_running_loop().run_in_executor(deps.executor, fit),
+                         items=count)
     del fit
     model = projected(base, projection)
 

@@ -123,15 +123,19 @@ async def shop(tmp_path: Path) -> AsyncIterator[Shop]:
 
 
 def test_due_waits_for_enough_items_at_rest_and_refits_when_grown() -> None:
-    fitted = Projection(np.zeros(4, np.float32), np.eye(4, 2, dtype=np.float32), "lw", 100)
-    assert not auto.due(99, 99, None, 100, 2.0)  # too few
-    assert not auto.due(150, 140, None, 100, 2.0)  # still growing
-    assert not auto.due(150, None, None, 100, 2.0)  # first look: at rest is not known yet
-    assert auto.due(150, 150, None, 100, 2.0)
-    assert not auto.due(199, 199, fitted, 100, 2.0)  # fitted, not grown enough
-    assert auto.due(200, 200, fitted, 100, 2.0)
-    unsized = Projection(fitted.mean, fitted.matrix, "lw")  # by hand, size not recorded
-    assert not auto.due(10_000, 10_000, unsized, 100, 2.0)
+    def fitted(items: int) -> Projection:
+        return Projection(np.zeros(4, np.float32), np.eye(4, 2, dtype=np.float32), "lw", items)
+
+    assert not auto.due(99, 99, None, 100, 2.0, 2000)  # too few
+    assert not auto.due(150, 140, None, 100, 2.0, 2000)  # still growing
+    assert not auto.due(150, None, None, 100, 2.0, 2000)  # first look: at rest is not known yet
+    assert auto.due(150, 150, None, 100, 2.0, 2000)
+    assert not auto.due(199, 199, fitted(100), 100, 2.0, 2000)  # fitted, not grown enough
+    assert auto.due(200, 200, fitted(100), 100, 2.0, 2000)
+    assert auto.due(8000, 8000, fitted(2000), 100, 2.0, 2000)
+    # A fit for a catalog of twice the sample read a full sample: a refit would read no more.
+    assert not auto.due(9000, 9000, fitted(4000), 100, 2.0, 2000)
+    assert not auto.due(10_000, 10_000, fitted(0), 100, 2.0, 2000)  # by hand, size not recorded
 
 
 async def test_a_catalog_at_rest_is_fitted_and_moved_over_online(shop: Shop) -> None:
@@ -223,6 +227,23 @@ async def test_a_projection_its_index_does_not_match_is_removed(shop: Shop) -> N
     assert (await shop.models.for_app(shop.app_id, "general")).raw is None
     await shop.insert(N, 3)  # served by the raw model again
     assert len((await shop.point(N + 1)).vector) == 16
+
+
+async def test_a_fit_is_sized_by_the_catalog_not_by_its_sample(shop: Shop) -> None:
+    deps = shop.deps(sample=40)
+    await auto.check(shop.app_id, deps)
+    done = await auto.check(shop.app_id, deps)
+    assert done is not None and done.items == N and done.moved == N
+    stored = await load_projection(shop.objects, shop.app_id, await shop.models.for_type("general"))
+    assert stored is not None and stored.items == N
+    await shop.insert(N, N)  # doubled: refitted once, on a sample of 40 again
+    await auto.check(shop.app_id, deps)
+    again = await auto.check(shop.app_id, deps)
+    assert again is not None and again.items == 2 * N
+    # 2 * N >= 2 * sample: that fit read a full sample, so no more refits however it grows.
+    await shop.insert(2 * N, 2 * N)
+    await auto.check(shop.app_id, deps)
+    assert await auto.check(shop.app_id, deps) is None
 
 
 async def test_stopping_the_task_abandons_a_fit_and_leaves_the_index_alone(shop: Shop) -> None:

@@ -47,7 +47,7 @@ UPSERT_CHUNK = 256  # points per engine call: the event loop gets the GIL in bet
 # A flush holds the GIL for as long as it writes (0.65 s for 100k fresh points of 512-d):
 # flushing every few thousand written points keeps each one, and so every stall, short.
 FLUSH_EVERY = 5_000
-REBUILD_PAGE = 512  # points per page a rebuild moves
+REBUILD_PAGE = 128  # points per page a rebuild moves: each page holds the GIL (scroll, convert)
 
 class EdgeIndex:
     """VectorIndex on embedded qdrant-edge shards under `root`, optimised in the background.
