@@ -207,8 +207,12 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     c.ready = True
     stop = asyncio.Event()
     c._tasks.append(asyncio.create_task(run_relay(db, c.bus, stop), name="outbox-relay"))
-    if settings.auto_projection and not settings.distributed and hasattr(c.index, "rebuild"):
-        c._tasks.append(asyncio.create_task(auto_projection(c, stop), name="auto-projection"))
+    if settings.auto_projection and not settings.distributed:
+        if hasattr(c.index, "rebuild"):
+            c._tasks.append(asyncio.create_task(auto_projection(c, stop), name="auto-projection"))
+        else:  # the Qdrant server adapter cannot move an index over online (yet)
+            log.info("auto projection is off: MAGPIE_INDEX=%s cannot rebuild an index online; "
+                     "use `magpie projection fit`", settings.index)
     try:
         yield c
     finally:

@@ -1,8 +1,8 @@
 """EdgeIndex.rebuild: an application's points move to vectors of another dimension online.
 
 Real qdrant-edge shards; the converted vectors are checked against a brute-force oracle,
-writes made during the rebuild land on the new generation, reads keep answering, and a
-failed conversion leaves the index exactly as it was.
+writes made during the refill land at once and are caught up before the swap, reads keep
+answering, and a failed conversion leaves the index exactly as it was.
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ async def test_every_point_moves_with_its_payload_and_searches_in_the_new_space(
         await reopened.stop()
 
 
-async def test_writes_wait_for_the_swap_and_reads_go_on_meanwhile(index):
+async def test_writes_during_the_refill_land_at_once_and_are_caught_up_before_the_swap(index):
     gate, reads = asyncio.Event(), []
 
     async def slow(points: list[IndexPoint]) -> list[IndexPoint]:
@@ -103,19 +103,25 @@ async def test_writes_wait_for_the_swap_and_reads_go_on_meanwhile(index):
 
     rebuild = asyncio.create_task(index.rebuild(APP, NEW_DIM, slow, page=100))
     await asyncio.sleep(0.05)
-    # A write of the new dimension waits for the rebuild, then lands on the new generation.
-    fresh = IndexPoint("fresh", project(np.ones(DIM).tolist()), {"brand": "a"})
-    write = asyncio.create_task(index.upsert(APP, [fresh]))
-    for _ in range(5):  # reads answer from the old vectors while the rebuild runs
+    # Writes go on in the old space, without waiting for the rebuild ...
+    fresh = IndexPoint("fresh", unit(np.ones(DIM)).tolist(), {"brand": "a", "note": "new"})
+    await asyncio.wait_for(index.upsert(APP, [fresh]), 5)
+    await index.delete(APP, ["p10"])
+    assert await index.set_payload(APP, "p11", {"brand": "zz"})
+    await index.delete_payload_keys(APP, ["note"])
+    for _ in range(5):  # ... and so do reads
         reads.append(await index.search(APP, catalog()[3].vector, limit=1))
         await asyncio.sleep(0.01)
-    assert not write.done() and all(r[0].im_name == "p3" for r in reads)
+    assert not rebuild.done() and all(r[0].im_name == "p3" for r in reads)
     gate.set()
-    assert await rebuild == N
-    await write
-    assert await index.count(APP) == N + 1
+    assert await rebuild == N  # N + fresh - p10
+    # ... and the new generation caught up on all of them.
+    assert await index.count(APP) == N and await index.get(APP, "p10") is None
     got = await index.get(APP, "fresh")
-    assert got is not None and np.allclose(got.vector, fresh.vector, atol=1e-5)
+    assert got is not None and np.allclose(got.vector, project(fresh.vector), atol=1e-5)
+    eleven = await index.get(APP, "p11")
+    assert eleven is not None and eleven.payload["brand"] == "zz" and "note" not in eleven.payload
+    assert await index.count(APP, (AnyOf("brand", ("zz",)),)) == 1
 
 
 async def test_a_failed_conversion_leaves_the_index_as_it_was(index, tmp_path):

@@ -36,9 +36,8 @@ from magpie.search.index import (
     IM_NAME, build_filter, check_app_id, check_vector, facet_counts, named, plan_filter,
     point_id, scroll_offset, wanted_indexes,
 )
-from magpie.search.index.edge_app import (
-    AppShard, Convert, close_app, optimize_shard, reading, rebuild_shard,
-)
+from magpie.search.index.edge_app import AppShard, close_app, optimize_shard, reading
+from magpie.search.index.edge_rebuild import Convert, rebuild_shard
 from magpie.search.index.edge_files import _apply, _create, _index_ops, _open, _qe, _write_meta
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,8 @@ class EdgeIndex:
             return [qe.UpdateOperation.upsert_points(structs[i:i + UPSERT_CHUNK])
                     for i in range(0, len(structs), UPSERT_CHUNK)]
 
-        if app is None or not await self._write(app, ops, len(points)):
+        if app is None or not await self._write(app, ops, len(points),
+                                                names=[p.im_name for p in points]):
             raise NotFound(f"No index for application {app_id}.")
         self._wrote(app_id, app, len(points))
 
@@ -133,7 +133,7 @@ class EdgeIndex:
             found = bool(shard.retrieve([pid], with_payload=False, with_vector=False))
             return [_qe().UpdateOperation.set_payload([pid], body)] if found and body else []
 
-        await self._write(app, ops)
+        await self._write(app, ops, names=[im_name])
         return found
 
     async def delete(self, app_id: str, im_names: Sequence[str]) -> None:
@@ -142,7 +142,8 @@ class EdgeIndex:
         if app is None or not im_names:
             return
         ids = [point_id(app_id, n) for n in im_names]
-        await self._write(app, lambda _s: [_qe().UpdateOperation.delete_points(ids)], len(ids))
+        await self._write(app, lambda _s: [_qe().UpdateOperation.delete_points(ids)], len(ids),
+                          names=im_names)
         self._wrote(app_id, app, len(ids))
 
     async def delete_payload_keys(self, app_id: str, keys: Sequence[str]) -> None:
@@ -152,7 +153,7 @@ class EdgeIndex:
             return
         qe = _qe()  # an empty filter selects every point
         op = qe.UpdateOperation.delete_payload_by_filter(qe.Filter(), keys)
-        await self._write(app, lambda _s: [op])
+        await self._write(app, lambda _s: [op], every_point=True)
 
     async def drop(self, app_id: str) -> None:
         """Close and delete the application's shard and files; a missing one is ignored."""
@@ -316,7 +317,9 @@ class EdgeIndex:
 
     def _wrote(self, app_id: str, app: AppShard, n: int) -> None:
         app.pending += n
-        if self._after and app.pending >= self._after and app.task is None and not app.closing:
+        # Not while a rebuild refills: the generation it would optimise is about to go.
+        if (self._after and app.pending >= self._after and app.task is None
+                and not app.closing and app.touched is None):
             self._schedule(app_id, app)
 
     async def _get(self, app_id: str) -> AppShard | None:
@@ -332,9 +335,12 @@ class EdgeIndex:
             return app
 
     async def _write(
-        self, app: AppShard, make_ops: Callable[[Any], list[Any]], points: int = 0,
+        self, app: AppShard, make_ops: Callable[[Any], list[Any]], points: int = 0, *,
+        names: Sequence[str] = (), every_point: bool = False,
     ) -> bool:
-        """Apply the operations `make_ops` builds from the shard; False when it is gone."""
+        """Apply the operations `make_ops` builds from the shard; False when it is gone.
+        `names` (the points written) and `every_point` (writes that touch them all) are
+        what a rebuild in progress must catch up on."""
         async with app.write:
             async with self._reading(app) as shard:
                 if shard is None:
@@ -344,6 +350,10 @@ class EdgeIndex:
                 ops = await asyncio.to_thread(_apply, shard, make_ops, flush)
             if app.journal is not None:
                 app.journal.extend(ops)
+            if app.touched is not None:
+                app.touched.update(names)
+                if every_point:
+                    app.replay.extend(ops)
         return True
 
     def _reading(self, app: AppShard | None, *,

@@ -13,20 +13,15 @@ import asyncio
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magpie.common.ports.index import IndexPoint
-from magpie.search.index import IM_NAME, check_vector, point_id
 from magpie.search.index.edge_files import (
-    SHARD_PREFIX, _adopt, _apply, _close_shard, _copy_shard, _create_shard, _discard,
-    _index_ops, _payload_indexes, _qe, _retire,
+    SHARD_PREFIX, _adopt, _close_shard, _copy_shard, _retire,
 )
-
-Convert = Callable[[list[IndexPoint]], Awaitable[list[IndexPoint]]]
 
 # The optimiser process, at a lower priority so that queries keep the CPU.
 _CHILD = """import os, sys
@@ -49,6 +44,10 @@ class AppShard:
     swapping: bool = False
     closing: bool = False
     journal: list[Any] | None = None  # writes made since the optimisation copy was taken
+    # While a rebuild refills a new generation: the names written meanwhile, and the writes
+    # that touch every point (payload keys removed), to replay onto it before the swap.
+    touched: set[str] | None = None
+    replay: list[Any] = field(default_factory=list)
     pending: int = 0  # points written since the last optimisation
     unflushed: int = 0  # points written since the last flush
     task: asyncio.Task[bool] | None = None
@@ -117,61 +116,6 @@ async def optimize_shard(app: AppShard) -> bool:
         app.journal, app.pending = None, max(0, app.pending - written)
         if not adopted:
             await asyncio.to_thread(shutil.rmtree, dst, ignore_errors=True)
-
-
-async def rebuild_shard(app: AppShard, app_id: str, dim: int, convert: Convert,
-                        threshold_kb: int, page: int,
-                        before_swap: Callable[[], Awaitable[None]] | None = None) -> int:
-    """Refill a new generation of `dim`-d vectors with every point passed through `convert`
-    and swap it in; writes wait meanwhile, reads go on against the old generation. An error
-    (from `convert` too) discards the new generation and leaves the old one as it was."""
-    while app.task is not None:  # an optimisation's swap would put the old generation back
-        await asyncio.wait({app.task})
-    async with app.write:
-        if app.task is not None or app.closing:
-            raise RuntimeError(f"the index of {app_id} is busy (optimising or closing)")
-        generation = uuid.uuid4().hex[:12]
-        path = app.dir / (SHARD_PREFIX + generation)
-        new = await asyncio.to_thread(_create_shard, path, dim, threshold_kb)
-        try:
-            moved = await _refill(app, app_id, new, dim, convert, page)
-            if before_swap is not None:
-                await before_swap()
-        except BaseException:
-            await asyncio.to_thread(_discard, new, path)
-            raise
-        old_path = app.dir / (SHARD_PREFIX + app.meta["generation"])
-        async with app.reading(exclusive=True):
-            old, app.shard = app.shard, new
-            app.meta.update(dim=dim, generation=generation)
-        await asyncio.to_thread(_retire, old, app.dir, app.meta, old_path)
-        app.pending, app.unflushed = moved, 0
-    return moved
-
-
-async def _refill(app: AppShard, app_id: str, new: Any, dim: int, convert: Convert,
-                  page: int) -> int:
-    qe, offset, moved = _qe(), None, 0
-    async with app.reading() as shard:  # the payload indexes first: points are indexed as they go
-        wanted = _payload_indexes(shard)
-    await asyncio.to_thread(_apply, new, lambda s: _index_ops(qe, s, wanted), False)
-    while True:
-        request = qe.ScrollRequest(offset=offset, limit=page, with_payload=True, with_vector=True)
-        async with app.reading() as shard:
-            records, after = shard.scroll(request)
-        offset = None if after is None else str(after)
-        points = await convert([IndexPoint(r.payload[IM_NAME], list(r.vector), dict(r.payload))
-                                for r in records])
-        structs = [qe.Point(point_id(app_id, p.im_name), check_vector(p.vector, dim, app_id),
-                            {**p.payload, IM_NAME: p.im_name}) for p in points]
-        if structs:
-            await asyncio.to_thread(_apply, new, lambda _s: [qe.UpdateOperation.upsert_points(structs)],
-                                    False)
-        moved += len(structs)
-        if offset is None:
-            break
-    await asyncio.to_thread(new.flush)
-    return moved
 
 
 async def _run_child(app: AppShard, path: Path) -> bool:
