@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from magpie.common.bus.inprocess import InProcessBus
-from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
 from magpie.common.controlplane.schema_provider import SchemaProvider
 from magpie.common.events.ingest import ItemEmbedded, ItemOp
 from magpie.common.settings import Settings
@@ -27,18 +26,18 @@ from magpie.embedding.app_projection import load_projection, projection_key, sav
 from magpie.embedding.handlers import EmbedDeps, _open, vector_key
 from magpie.embedding.projection import Projection
 from magpie.embedding.registry import ModelRegistry
-from magpie.gateway.api.schemas import AppIn, FieldIn
-from magpie.gateway.controlplane import apps, members, schema
+from magpie.gateway.api.schemas import FieldIn
 from magpie.image_fetch import bootstrap as image_fetch
 from magpie.image_fetch.handlers import FetchDeps
 from magpie.ingestion import bootstrap as ingestion
 from magpie.ingestion import service
 from magpie.ingestion.service import IngestDeps
-from magpie.ingestion.store import IngestStore, create_tables
+from magpie.ingestion.store import IngestStore
 from magpie.search import bootstrap as search
 from magpie.search.handlers import SYSTEM_KEY, IndexDeps, on_item_embedded
 from magpie.search.index.edge import EdgeIndex
 from tests.integration.test_reindex import FakeEmbedder, FakeFetcher, fake_loader, picture
+from tests.fixtures.control import control_plane, new_app
 
 pytestmark = pytest.mark.integration
 N, DIMS = 60, 8
@@ -91,13 +90,8 @@ class Shop:
 
 @pytest.fixture
 async def shop(tmp_path: Path) -> AsyncIterator[Shop]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'control.sqlite3'}")
-    await create_schema(engine)
-    await create_tables(engine)
-    db = make_sessionmaker(engine)
-    await members.ensure_initial_owner(db, "o@example.com", "password123")
-    app = await apps.create_app(db, 1, AppIn(name="Shop"))
-    await schema.set_schema(db, 1, app.app_id, [FieldIn(name="brand", type="string", searchable=True)])
+    engine, db = await control_plane(tmp_path / "control.sqlite3")
+    app = await new_app(db, "Shop", [FieldIn(name="brand", type="string", searchable=True)])
     objects, index = LocalObjectStore(tmp_path / "objects"), EdgeIndex(tmp_path / "index")
     models = embedding.Models(Settings(data_dir=tmp_path), objects=objects)
     models.registry = ModelRegistry(tmp_path / "models", default_model="st:a-16", loader=fake_loader)

@@ -8,7 +8,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
 from magpie.common.controlplane.schema_provider import SchemaProvider
 from magpie.common.errors import Conflict, NotFound, SchemaError
 from magpie.common.events.ingest import ItemOp, ItemStatus
@@ -16,14 +15,15 @@ from magpie.common.settings import Settings
 from magpie.common.storage.local import LocalObjectStore
 from magpie.gateway import errors
 from magpie.gateway.api import uploads as uploads_api
-from magpie.gateway.api.schemas import AppIn, FieldIn
-from magpie.gateway.controlplane import apps, members, schema
+from magpie.gateway.api.schemas import FieldIn
+from magpie.gateway.controlplane import schema
 from magpie.ingestion import service, uploads
 from magpie.ingestion.csv_feed import CsvFormatError
 from magpie.ingestion.service import IngestDeps
-from magpie.ingestion.store import IngestStore, create_tables
+from magpie.ingestion.store import IngestStore
 from magpie.ingestion.tables import TxItem
 from magpie.ingestion.uploads import Upload, UploadDeps, UploadTooLarge
+from tests.fixtures.control import control_plane, new_app
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +50,10 @@ class Reader:
 
 @pytest.fixture
 async def env(tmp_path):
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite3'}")
-    await create_schema(engine)
-    await create_tables(engine)
-    db = make_sessionmaker(engine)
-    await members.ensure_initial_owner(db, "o@example.com", "password123")
-    bare = await apps.create_app(db, 1, AppIn(name="NoSchema"))
-    shop = await apps.create_app(db, 1, AppIn(name="Shop"))
-    await schema.set_schema(db, 1, shop.app_id, [FieldIn(name="brand", type="string", searchable=True),
-                                                  FieldIn(name="price", type="float")])
+    engine, db = await control_plane(tmp_path / "c.sqlite3")
+    bare = await new_app(db, "NoSchema")
+    shop = await new_app(db, "Shop", [FieldIn(name="brand", type="string", searchable=True),
+                                      FieldIn(name="price", type="float")])
     objects = LocalObjectStore(tmp_path / "objects")
     await objects.start()
     deps = UploadDeps(ingest=IngestDeps(store=IngestStore(db), bus=Bus(), schemas=SchemaProvider(db)),

@@ -3,29 +3,23 @@ import asyncio
 
 import pytest
 
-from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
 from magpie.common.controlplane.schema_provider import SchemaProvider
 from magpie.common.errors import TransactionNotFound
 from magpie.common.events.ingest import ItemOp, ItemStatus
-from magpie.gateway.api.schemas import AppIn, FieldIn
-from magpie.gateway.controlplane import apps, members, schema
+from magpie.gateway.api.schemas import FieldIn
 from magpie.ingestion import service
 from magpie.ingestion.service import IngestDeps
-from magpie.ingestion.store import IngestStore, create_tables
+from magpie.ingestion.store import IngestStore
 from tests.fixtures.recording import RecordingBus
+from tests.fixtures.control import control_plane, new_app
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def ctx(tmp_path):
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite3'}")
-    await create_schema(engine)
-    await create_tables(engine)
-    db = make_sessionmaker(engine)
-    await members.ensure_initial_owner(db, "o@example.com", "password123")
-    app = await apps.create_app(db, 1, AppIn(name="Shop"))
-    await schema.set_schema(db, 1, app.app_id, [FieldIn(name="price", type="float", searchable=True)])
+    engine, db = await control_plane(tmp_path / "c.sqlite3")
+    app = await new_app(db, "Shop", [FieldIn(name="price", type="float", searchable=True)])
     deps = IngestDeps(store=IngestStore(db), bus=RecordingBus(), schemas=SchemaProvider(db))
     yield deps, app.app_id
     await engine.dispose()

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from magpie.common.bus.inprocess import InProcessBus
-from magpie.common.controlplane.db import create_schema, make_engine, make_sessionmaker
 from magpie.common.controlplane.schema_provider import AppSchema, SchemaProvider
 from magpie.common.ports.index import IndexPoint
 from magpie.common.storage.local import LocalObjectStore
@@ -35,20 +34,20 @@ from magpie.embedding.handlers import EmbedDeps, ModelHandle, _open, vector_key
 from magpie.embedding.projection import ProjectionError
 from magpie.embedding.registry import ModelRegistry, ModelSpec
 from magpie.embedding.reindex import ReindexAborted, ReindexDeps, model_id, rebuild_key, reindex
-from magpie.gateway.api.schemas import AppIn, FieldIn
-from magpie.gateway.controlplane import apps, members, schema
+from magpie.gateway.api.schemas import FieldIn
 from magpie.image_fetch import bootstrap as image_fetch
 from magpie.image_fetch.fetcher import FetchResult
 from magpie.image_fetch.handlers import FetchDeps
 from magpie.ingestion import bootstrap as ingestion
 from magpie.ingestion import service
 from magpie.ingestion.service import IngestDeps
-from magpie.ingestion.store import IngestStore, create_tables
+from magpie.ingestion.store import IngestStore
 from magpie.search import bootstrap as search
 from magpie.search.handlers import SYSTEM_KEY, IndexDeps
 from magpie.search.index import IM_NAME
 from magpie.search.index.edge import EdgeIndex, _qe
 from PIL import Image, ImageDraw
+from tests.fixtures.control import control_plane, new_app
 
 pytestmark = pytest.mark.integration
 N = 12
@@ -174,15 +173,9 @@ async def ingest(data: Path, db, app_id: str, embedder, n: int = N) -> None:  # 
 @pytest.fixture
 async def catalog(tmp_path: Path) -> AsyncIterator[Catalog]:
     """N items indexed with the fake model `a` (16-d)."""
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'control.sqlite3'}")
-    await create_schema(engine)
-    await create_tables(engine)
-    db = make_sessionmaker(engine)
-    await members.ensure_initial_owner(db, "o@example.com", "password123")
-    app = await apps.create_app(db, 1, AppIn(name="Shop"))
-    await schema.set_schema(db, 1, app.app_id, [
-        FieldIn(name="brand", type="string", searchable=True),
-        FieldIn(name="price", type="float", searchable=True)])
+    engine, db = await control_plane(tmp_path / "control.sqlite3")
+    app = await new_app(db, "Shop", [FieldIn(name="brand", type="string", searchable=True),
+                                     FieldIn(name="price", type="float", searchable=True)])
     await ingest(tmp_path, db, app.app_id, FakeEmbedder("a", 16))
     app_schema = await SchemaProvider(db).get(app.app_id)
     yield Catalog(tmp_path, db, app.app_id, app_schema, [f"item-{i}" for i in range(N)])
