@@ -36,7 +36,7 @@ from magpie.common.pipeline import BULK_WORK
 from magpie.common.errors import MagpieError, NotFound
 from magpie.common.ports import IndexPoint, ObjectStore
 from magpie.embedding.app_projection import (
-    SAMPLE, load_projection, projected, projection_key, save_projection,
+    SAMPLE, delete_projection, load_projection, projected, save_projection, stored_digest,
 )
 from magpie.embedding.handlers import ModelHandle, _open
 from magpie.embedding.projection import (
@@ -73,6 +73,7 @@ class AutoProjectionDeps:
     seen: dict[str, int] = field(default_factory=dict)  # app_id -> count at the last look
     failed: dict[str, int] = field(default_factory=dict)  # app_id -> count its last fit failed at
     halt: threading.Event = field(default_factory=threading.Event)  # stops a fit's thread
+    projections: dict[str, Projection] = field(default_factory=dict)  # app_id -> last read
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,9 @@ async def check(app_id: str, deps: AutoProjectionDeps) -> Fitted | None:
     if count == 0 or await deps.objects.exists(off_key(app_id)):
         return None
     base = await deps.models.for_type(schema.image_type)
-    current = await load_projection(deps.objects, app_id, base)
+    current = await _current(app_id, deps, base)
     if current is not None and not await _consistent(app_id, deps, current):
-        await deps.objects.delete(projection_key(app_id, base))
+        await delete_projection(deps.objects, app_id, base)
         deps.models.set_projection(app_id, base, None)
         log.warning("auto projection: %s had a projection its index does not match (a crash "
                     "before the swap?): removed, the raw model serves", app_id)
@@ -207,6 +208,21 @@ async def _fit_and_move(app_id: str, schema: AppSchema, base: ModelHandle,
     moved = await deps.index.rebuild(app_id, projection.dim, convert, before_swap=publish)
     return Fitted(app_id, model_id(model), projection.items, projection.dim, moved,
                   time.monotonic() - started)
+
+
+async def _current(app_id: str, deps: AutoProjectionDeps, base: ModelHandle) -> Projection | None:
+    """The stored projection, read again only when its digest changed since the last look."""
+    digest = await stored_digest(deps.objects, app_id, base)
+    cached = deps.projections.get(app_id)
+    if digest is None:
+        deps.projections.pop(app_id, None)
+        return None
+    if cached is None or cached.digest != digest:
+        cached = await load_projection(deps.objects, app_id, base)
+        if cached is None:
+            return None
+        deps.projections[app_id] = cached
+    return cached
 
 
 async def _consistent(app_id: str, deps: AutoProjectionDeps, projection: Projection) -> bool:

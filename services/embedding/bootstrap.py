@@ -67,18 +67,24 @@ class Models:
     async def for_app(self, app_id: str, image_type: str) -> ModelHandle:
         """The model an application's vectors come from: its image type's model, through the
         projection fitted on its catalog when it has one (`magpie projection fit`)."""
-        from magpie.embedding.app_projection import load_projection, projected
+        from magpie.embedding.app_projection import load_projection, projected, stored_digest
 
         base = await self.for_type(image_type)
         if self.objects is None:
             return base
         key, now = (app_id, base.name, base.version), time.monotonic()
         hit = self._projected.get(key)
-        # Re-read now and then: a refit (server stopped, like reindex) or another process's
-        # fit shows up without a restart; between reads every item gets the same handle.
+        # Checked now and then: a refit or another process's fit shows up without a restart;
+        # between checks every item gets the same handle. The projection itself is read
+        # again only when its digest changed.
         if hit is None or now - hit[0] > PROJECTION_TTL_S:
-            projection = await load_projection(self.objects, app_id, base)
-            hit = self._projected[key] = (now, base if projection is None else projected(base, projection))
+            digest = await stored_digest(self.objects, app_id, base)
+            if hit is not None and digest == _digest_of(hit[1]):
+                handle = hit[1]
+            else:
+                projection = None if digest is None else await load_projection(self.objects, app_id, base)
+                handle = base if projection is None else projected(base, projection)
+            hit = self._projected[key] = (now, handle)
         return hit[1]
 
     def set_projection(self, app_id: str, base: ModelHandle, projection: object | None) -> None:
@@ -105,6 +111,11 @@ class Models:
         """Finish queued embeddings and stop the batchers."""
         for batcher in self._batchers:
             await batcher.close()
+
+
+def _digest_of(handle: ModelHandle) -> str | None:
+    """The digest of the projection a handle applies (its version ends `+lw-<digest>`)."""
+    return handle.version.rpartition("+lw-")[2] if handle.raw is not None else None
 
 
 def subscribe(bus: Bus, deps: EmbedDeps) -> None:

@@ -255,3 +255,36 @@ async def test_stopping_the_task_abandons_a_fit_and_leaves_the_index_alone(shop:
         assert len((await shop.point(0)).vector) == DIMS
     else:
         assert len((await shop.point(0)).vector) == 16
+
+
+async def test_a_projection_is_read_again_only_when_its_digest_changed(shop: Shop, monkeypatch) -> None:
+    deps = shop.deps()
+    await auto.check(shop.app_id, deps)
+    assert await auto.check(shop.app_id, deps) is not None
+    base = await shop.models.for_type("general")
+    reads: list[str] = []
+    original_get = shop.objects.get
+
+    async def counting_get(key: str) -> bytes:
+        reads.append(key)
+        return await original_get(key)
+
+    monkeypatch.setattr(shop.objects, "get", counting_get)
+    key = (shop.app_id, base.name, base.version)
+
+    def expire() -> None:  # as if PROJECTION_TTL_S had passed
+        stamp, handle = shop.models._projected[key]
+        shop.models._projected[key] = (stamp - 3600, handle)
+
+    before = await shop.models.for_app(shop.app_id, "general")
+    expire()
+    assert await shop.models.for_app(shop.app_id, "general") is before
+    assert projection_key(shop.app_id, base) not in reads and reads  # only the digest was read
+    # Another process stores a new projection: the next check reads it.
+    rng = np.random.default_rng(1)
+    other = Projection(rng.normal(size=16).astype(np.float32),
+                       rng.normal(size=(16, DIMS)).astype(np.float32), "learned-whitening", N)
+    await save_projection(shop.objects, shop.app_id, base, other)
+    expire()
+    after = await shop.models.for_app(shop.app_id, "general")
+    assert after.version.endswith(other.digest) and projection_key(shop.app_id, base) in reads

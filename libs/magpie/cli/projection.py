@@ -106,14 +106,11 @@ async def _show(db, app_id: str) -> dict:  # noqa: ANN001
 
 
 async def _drop(db, app_id: str) -> dict:  # noqa: ANN001
-    from magpie.embedding.app_projection import projection_key
+    from magpie.embedding.app_projection import delete_projection
     from magpie.embedding.auto_projection import off_key
 
     async with _app_model(db, app_id) as (_, base, deps):
-        key = projection_key(app_id, base)
-        existed = await deps.objects.exists(key)
-        if existed:
-            await deps.objects.delete(key)
+        existed = await delete_projection(deps.objects, app_id, base)
         # Kept off: the running server would otherwise fit it again (MAGPIE_AUTO_PROJECTION).
         await deps.objects.put(off_key(app_id), b"off", "text/plain")
         # Back to the raw model: raw vectors come from the vector cache, no model run.
