@@ -432,6 +432,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
            "MAGPIE_MODEL_CACHE_DIR": str(args.model_cache),
            # No SFTP listener: its fixed port clashes with other servers on the machine.
            "MAGPIE_SFTP_ENABLED": "false",
+           # No automatic projection: a fit at rest would compete with what is measured.
+           "MAGPIE_AUTO_PROJECTION": "false",
            **dict(kv.split("=", 1) for kv in args.env)}
     server = start(tmp / "data", env)
     pid = server.process.pid

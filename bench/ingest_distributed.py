@@ -88,7 +88,8 @@ async def _queries(client: httpx.AsyncClient, ids: list[int], n: int = 200) -> l
 
 async def _standalone(args: argparse.Namespace, tmp: Path, base: str, ids: list[int]) -> Run:
     env = {"MAGPIE_ALLOW_PRIVATE_IMAGE_URLS": "true", "MAGPIE_MODEL_CACHE_DIR": str(args.model_cache),
-           "MAGPIE_SFTP_ENABLED": "false", "MAGPIE_KAFKA_PARTITIONS": str(PARTITIONS)}
+           "MAGPIE_SFTP_ENABLED": "false", "MAGPIE_KAFKA_PARTITIONS": str(PARTITIONS),
+           "MAGPIE_AUTO_PROJECTION": "false"}
     server = start(tmp / "standalone", env)
     try:
         return await _measure(server.url, base, ids, args, {"serve": server.process.pid}, "standalone")

@@ -310,6 +310,8 @@ def main() -> None:
     args.model_cache.mkdir(parents=True, exist_ok=True)
     env = {"MAGPIE_MODEL_CACHE_DIR": str(args.model_cache), "MAGPIE_LOG_LEVEL": "WARNING",
            "MAGPIE_ALLOW_PRIVATE_IMAGE_URLS": "true", "MAGPIE_SFTP_ENABLED": "false",
+           # No automatic projection: it would fit and move the kept catalog mid-measurement.
+           "MAGPIE_AUTO_PROJECTION": "false",
            **dict(kv.split("=", 1) for kv in args.env)}
     with tempfile.TemporaryDirectory(prefix="magpie-search-bench-") as tmp:
         data = args.data or Path(tmp) / "data"
