@@ -179,6 +179,7 @@ async def fit_and_move(app_id: str, schema: AppSchema, base: ModelHandle,
 async def _fit_and_move(app_id: str, schema: AppSchema, base: ModelHandle,
                         deps: AutoProjectionDeps, count: int) -> Fitted:
     started = time.monotonic()
+    log.info("auto projection: fitting %s on its catalog of %d items", app_id, count)
     raw_deps = ReindexDeps(index=deps.index, objects=deps.objects, model=base, schema=schema)
     images, raw = await _sample(app_id, raw_deps, deps.sample)
     embedder = deps.models.registry.get(schema.image_type)  # loaded: `base` came from it
