@@ -86,7 +86,8 @@ def test_projection_fit_serve_and_drop(tmp_path, model_cache):
     assert dropped.returncode == 0, dropped.stderr
     back = json.loads(dropped.stdout)
     assert back["dropped"] and back["rebuilt"] and back["model"] == raw_model and not back["failed"]
-    assert json.loads(cli(data, model_cache, "show", "--app", app["app_id"]).stdout)["projection"] is None
+    shown = json.loads(cli(data, model_cache, "show", "--app", app["app_id"]).stdout)
+    assert shown["projection"] is None and shown["auto"] is False  # drop keeps the server off it
 
 
 def test_projection_refuses_a_small_catalog_and_a_running_server(tmp_path, model_cache):
@@ -140,3 +141,4 @@ def test_the_server_fits_a_catalog_at_rest_on_its_own(tmp_path, model_cache):
             stop_server(server)
     shown = json.loads(cli(data, model_cache, "show", "--app", app["app_id"]).stdout)
     assert fitted.endswith(shown["projection"]["digest"]) and shown["projection"]["dim"] == N - 1
+    assert shown["auto"] is True and shown["projection"]["items"] == N
