@@ -13,8 +13,8 @@ made by the raw model a moment before is projected on its way into the index
 (`Models.reprojected`), and a search that met the swap is run again (`magpie.search.query`).
 
 `magpie projection drop` turns it off for one application (a marker in the object store);
-`magpie projection fit` turns it back on. A projection whose dimension does not match the
-index (a crash between storing it and the swap) is removed, so the raw model serves again.
+`magpie projection fit` turns it back on. An index that is not on its stored projection (a
+crash between storing it and the swap) is moved to it at the next look.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from magpie.common.pipeline import BULK_WORK
 from magpie.common.errors import MagpieError, NotFound
 from magpie.common.ports import IndexPoint, ObjectStore
 from magpie.embedding.app_projection import (
-    SAMPLE, delete_projection, load_projection, projected, save_projection, stored_digest,
+    SAMPLE, load_projection, projected, save_projection, stored_digest,
 )
 from magpie.embedding.handlers import ModelHandle, _open
 from magpie.embedding.projection import (
@@ -149,35 +149,35 @@ async def check(app_id: str, deps: AutoProjectionDeps) -> Fitted | None:
         return None
     base = await deps.models.for_type(schema.image_type)
     current = await _current(app_id, deps, base)
-    if current is not None and not await _consistent(app_id, deps, current):
-        await delete_projection(deps.objects, app_id, base)
-        deps.models.set_projection(app_id, base, None)
-        log.warning("auto projection: %s had a projection its index does not match (a crash "
-                    "before the swap?): removed, the raw model serves", app_id)
-        current = None
+    if current is not None and not await _consistent(app_id, deps, base, current):
+        # Stored just before a swap that a crash cut short: finish moving the index to it.
+        log.warning("auto projection: the index of %s is not on its stored projection (a "
+                    "crash before the swap?): moving it now", app_id)
+        return await _guarded(app_id, deps, count, move(app_id, schema, base, current, deps))
     if (not due(count, previous, current, deps.min_items, deps.grow, deps.sample)
             or deps.failed.get(app_id) == count):
         return None
+    return await _guarded(app_id, deps, count, fit_and_move(app_id, schema, base, deps, count))
+
+
+async def _guarded(app_id: str, deps: AutoProjectionDeps, count: int,
+                   work: Awaitable[Fitted]) -> Fitted:
+    """`work` as bulk work (images embedded again wait behind searches); a failure is not
+    tried again until the catalog changes."""
+    token = BULK_WORK.set(True)
     try:
-        return await fit_and_move(app_id, schema, base, deps, count)
+        return await work
     except Exception:
-        deps.failed[app_id] = count  # not again until the catalog changes
+        deps.failed[app_id] = count
         raise
+    finally:
+        BULK_WORK.reset(token)
 
 
 async def fit_and_move(app_id: str, schema: AppSchema, base: ModelHandle,
                        deps: AutoProjectionDeps, count: int) -> Fitted:
     """Fit the projection of `app_id` (a catalog of `count` items) and rebuild its index
     through it."""
-    token = BULK_WORK.set(True)  # images embedded again wait behind searches
-    try:
-        return await _fit_and_move(app_id, schema, base, deps, count)
-    finally:
-        BULK_WORK.reset(token)
-
-
-async def _fit_and_move(app_id: str, schema: AppSchema, base: ModelHandle,
-                        deps: AutoProjectionDeps, count: int) -> Fitted:
     started = time.monotonic()
     log.info("auto projection: fitting %s on its catalog of %d items", app_id, count)
     raw_deps = ReindexDeps(index=deps.index, objects=deps.objects, model=base, schema=schema)
@@ -191,6 +191,16 @@ async def _fit_and_move(app_id: str, schema: AppSchema, base: ModelHandle,
     projection = replace(await asyncio.get_running_loop().run_in_executor(deps.executor, fit),
                          items=count)
     del fit
+    done = await move(app_id, schema, base, projection, deps)
+    return replace(done, seconds=time.monotonic() - started)
+
+
+async def move(app_id: str, schema: AppSchema, base: ModelHandle, projection: Projection,
+               deps: AutoProjectionDeps) -> Fitted:
+    """Rebuild the index of `app_id` through `projection`, storing and serving it just before
+    the swap; every point's raw vector is its own, the vector cache's, or embedded again."""
+    started = time.monotonic()
+    raw_deps = ReindexDeps(index=deps.index, objects=deps.objects, model=base, schema=schema)
     model = projected(base, projection)
 
     async def convert(points: list[IndexPoint]) -> list[IndexPoint]:
@@ -226,9 +236,12 @@ async def _current(app_id: str, deps: AutoProjectionDeps, base: ModelHandle) -> 
     return cached
 
 
-async def _consistent(app_id: str, deps: AutoProjectionDeps, projection: Projection) -> bool:
-    page = await deps.index.scroll(app_id, limit=1, with_vectors=True)
-    return not page.points or len(page.points[0].vector) == projection.dim
+async def _consistent(app_id: str, deps: AutoProjectionDeps, base: ModelHandle,
+                      projection: Projection) -> bool:
+    """Whether the index is on `projection` (its points name the model they came from; a
+    projection may keep the raw model's dimension, so the dimension alone cannot tell)."""
+    page = await deps.index.scroll(app_id, limit=1)
+    return not page.points or _system(page.points[0]).get("model") == model_id(projected(base, projection))
 
 
 async def _sample(app_id: str, deps: ReindexDeps, sample: int,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from magpie.common.controlplane.schema_provider import AppSchema, SchemaProvider
-from magpie.common.errors import ImageNameNotFound, IndexModelMismatch, MagpieError, NotFound
+from magpie.common.errors import ImageNameNotFound, MagpieError, NotFound
 from magpie.common.events.control import ApplicationDeleted, FieldSpec, SchemaChanged
 from magpie.common.events.ingest import ItemEmbedded, ItemOp
 from magpie.common.pipeline import report_failure, report_success
@@ -73,14 +73,8 @@ async def on_item_embedded(event: ItemEmbedded, deps: IndexDeps) -> None:
             await deps.index.set_payload(colors, event.im_name, payload)
         else:
             assert event.vector is not None
-            try:
-                await _upsert(event, schema, deps)
-            except IndexModelMismatch:
-                moved = await _reprojected(event, schema, deps)
-                if moved is None:
-                    raise
-                event = moved
-                await _upsert(event, schema, deps)
+            event = await _reprojected(event, schema, deps) or event
+            await _upsert(event, schema, deps)
             payload = payload_of(event, schema)
             color = item_color_vector(event.colors)
             if color is None:  # no colour extracted: the item is not found by colour
@@ -113,7 +107,6 @@ async def _reprojected(event: ItemEmbedded, schema: AppSchema,
     if moved is None:
         return None
     version, vector = moved
-    deps._ensured.pop(event.app_id, None)  # the collection's dimension changed
     return event.model_copy(update={"vector": vector, "model_version": version})
 
 

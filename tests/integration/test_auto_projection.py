@@ -208,19 +208,22 @@ async def test_the_off_marker_and_a_small_catalog_keep_the_raw_model(shop: Shop)
     assert len((await shop.point(0)).vector) == 16
 
 
-async def test_a_projection_its_index_does_not_match_is_removed(shop: Shop) -> None:
+async def test_an_index_not_on_its_stored_projection_is_moved_to_it(shop: Shop) -> None:
     # As after a crash between storing a projection and the swap: the index is still raw.
     base = await shop.models.for_type("general")
     rng = np.random.default_rng(0)
     stray = Projection(rng.normal(size=16).astype(np.float32),
                        rng.normal(size=(16, DIMS)).astype(np.float32), "learned-whitening", N)
     await save_projection(shop.objects, shop.app_id, base, stray)
-    deps = shop.deps(min_items=N + 1)  # not due: only the repair is checked
-    assert await auto.check(shop.app_id, deps) is None
-    assert not await shop.objects.exists(projection_key(shop.app_id, base))
-    assert (await shop.models.for_app(shop.app_id, "general")).raw is None
-    await shop.insert(N, 3)  # served by the raw model again
-    assert len((await shop.point(N + 1)).vector) == 16
+    deps = shop.deps(min_items=N + 1)  # no fit is due: only the repair runs
+    done = await auto.check(shop.app_id, deps)
+    assert done is not None and done.moved == N and done.model.endswith(stray.digest)
+    np.testing.assert_allclose((await shop.point(4)).vector, stray.apply(await shop.raw_vector(4)),
+                               atol=1e-4)
+    assert (await shop.models.for_app(shop.app_id, "general")).version.endswith(stray.digest)
+    assert await auto.check(shop.app_id, deps) is None  # consistent now: nothing more
+    await shop.insert(N, 3)  # new items come through it
+    assert len((await shop.point(N + 1)).vector) == DIMS
 
 
 async def test_a_fit_is_sized_by_the_catalog_not_by_its_sample(shop: Shop) -> None:
