@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from magpie.common.errors import IndexModelMismatch
+from magpie.common.errors import IndexModelMismatch, NotFound
 from magpie.common.events.control import FieldSpec
 from magpie.common.filters import AnyOf
 from magpie.common.ports.index import IndexPoint
@@ -139,3 +139,21 @@ async def test_a_failed_conversion_leaves_the_index_as_it_was(index, tmp_path):
     # Writes of the old dimension still work, and a later rebuild succeeds.
     await index.upsert(APP, [IndexPoint("extra", catalog()[2].vector, {"brand": "c"})])
     assert await index.rebuild(APP, NEW_DIM, converted) == N + 1
+
+
+async def test_an_application_dropped_during_a_rebuild_ends_it_cleanly(index, tmp_path):
+    gate = asyncio.Event()
+
+    async def slow(points: list[IndexPoint]) -> list[IndexPoint]:
+        await gate.wait()
+        return await converted(points)
+
+    rebuild = asyncio.create_task(index.rebuild(APP, NEW_DIM, slow, page=100))
+    await asyncio.sleep(0.05)
+    dropping = asyncio.create_task(index.drop(APP))
+    await asyncio.sleep(0.05)
+    gate.set()
+    with pytest.raises(NotFound):
+        await rebuild
+    await dropping
+    assert await index.count(APP) == 0 and not (tmp_path / "edge" / APP).exists()

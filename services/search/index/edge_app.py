@@ -48,6 +48,7 @@ class AppShard:
     # that touch every point (payload keys removed), to replay onto it before the swap.
     touched: set[str] | None = None
     replay: list[Any] = field(default_factory=list)
+    rebuilt: asyncio.Future[None] | None = None  # done when the rebuild in progress ends
     pending: int = 0  # points written since the last optimisation
     unflushed: int = 0  # points written since the last flush
     task: asyncio.Task[bool] | None = None
@@ -142,6 +143,8 @@ async def close_app(app: AppShard) -> None:
     app.closing = True
     if app.proc is not None and app.proc.returncode is None:
         app.proc.kill()
+    if app.rebuilt is not None:  # it stops at its next page: its files must not go first
+        await asyncio.wait({app.rebuilt})
     if app.task is not None:
         await asyncio.gather(app.task, return_exceptions=True)
     async with app.write:

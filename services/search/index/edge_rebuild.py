@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from magpie.common.errors import NotFound
 from magpie.common.ports.index import IndexPoint
 from magpie.search.index import IM_NAME, check_vector, point_id
 from magpie.search.index.edge_app import AppShard
@@ -33,9 +34,11 @@ async def rebuild_shard(app: AppShard, app_id: str, dim: int, convert: Convert,
         raise RuntimeError(f"the index of {app_id} is already being rebuilt")
     generation = uuid.uuid4().hex[:12]
     path = app.dir / (SHARD_PREFIX + generation)
-    new = await asyncio.to_thread(_create_shard, path, dim, threshold_kb)
     app.touched, app.replay, swapped = set(), [], False
+    app.rebuilt = asyncio.get_running_loop().create_future()
+    new = None
     try:
+        new = await asyncio.to_thread(_create_shard, path, dim, threshold_kb)
         await _refill(app, app_id, new, dim, convert, page)
         while True:
             if app.task is not None:  # an optimisation's swap must not follow ours
@@ -59,8 +62,10 @@ async def rebuild_shard(app: AppShard, app_id: str, dim: int, convert: Convert,
                 return count
     finally:
         app.touched, app.replay = None, []
-        if not swapped:
+        if not swapped and new is not None:
             await asyncio.to_thread(_discard, new, path)
+        app.rebuilt.set_result(None)
+        app.rebuilt = None
 
 
 async def _refill(app: AppShard, app_id: str, new: Any, dim: int, convert: Convert,
@@ -70,6 +75,8 @@ async def _refill(app: AppShard, app_id: str, new: Any, dim: int, convert: Conve
     while True:
         request = qe.ScrollRequest(offset=offset, limit=page, with_payload=True, with_vector=True)
         async with app.reading() as shard:
+            if shard is None or app.closing:
+                raise NotFound(f"The index of {app_id} was closed or dropped during a rebuild.")
             records, after = shard.scroll(request)
         await _move(app_id, new, dim, convert, records)
         if after is None:
@@ -86,6 +93,8 @@ async def _catch_up(app: AppShard, app_id: str, new: Any, dim: int, convert: Con
     for i in range(0, len(names), page):
         ids = {point_id(app_id, n): n for n in names[i:i + page]}
         async with app.reading() as shard:
+            if shard is None:
+                raise NotFound(f"The index of {app_id} was closed or dropped during a rebuild.")
             records = shard.retrieve(list(ids), with_payload=True, with_vector=True)
         await _move(app_id, new, dim, convert, records)
         gone = [pid for pid, name in ids.items()
@@ -111,5 +120,7 @@ async def _move(app_id: str, new: Any, dim: int, convert: Convert, records: list
 
 async def _match_indexes(app: AppShard, new: Any) -> None:
     async with app.reading() as shard:
+        if shard is None:
+            raise NotFound("The index was closed or dropped during a rebuild.")
         wanted = _payload_indexes(shard)
     await asyncio.to_thread(_apply, new, lambda s: _index_ops(_qe(), s, wanted), False)
