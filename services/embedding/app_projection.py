@@ -120,3 +120,13 @@ async def fit_app_projection(app_id: str, deps: ReindexDeps,
                                          dims, seed, min_items)
     await save_projection(deps.objects, app_id, deps.model, projection)
     return projection
+
+
+async def projection_status(objects: ObjectStore, app_id: str, model: ModelHandle,
+                            auto_off: bool) -> dict:
+    """What the admin API and the CLI show of an application's projection for `model`."""
+    found = await load_projection(objects, app_id, model)
+    return {"app_id": app_id, "model": f"{model.name}@{model.version}", "auto": not auto_off,
+            "projection": None if found is None else {
+                "digest": found.digest, "kind": found.kind, "dim": found.dim,
+                "items": found.items or None}}

@@ -40,7 +40,8 @@ def test_openapi_is_valid_and_lists_every_route(server):
     spec = httpx.get(f"{server.url}/openapi.json").json()
     validate(spec)
     for path in ("/health", "/ready", "/admin/v1/apps", "/admin/v1/apps/{app_id}/schema",
-                 "/admin/v1/apps/{app_id}/keys/{access_key}", "/v1/app", "/v1/apps/{app_id}/schema"):
+                 "/admin/v1/apps/{app_id}/keys/{access_key}", "/admin/v1/apps/{app_id}/projection",
+                 "/v1/app", "/v1/apps/{app_id}/schema"):
         assert path in spec["paths"], path
     search_params = {p["name"] for p in spec["paths"]["/search"]["get"]["parameters"]}
     assert {"im_name", "fq", "fl", "limit", "page", "score", "facets"} <= search_params

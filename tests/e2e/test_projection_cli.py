@@ -12,6 +12,7 @@ import pytest
 from tests.fixtures.catalog import encode, scene, serve_files
 from tests.fixtures.server import (
     ADMIN_EMAIL,
+    admin_headers,
     new_application,
     pipeline_env,
     start_server,
@@ -137,6 +138,18 @@ def test_the_server_fits_a_catalog_at_rest_on_its_own(tmp_path, model_cache):
                                files={"image": ("q.jpg", pictures["p7.jpg"], "image/jpeg")}).json()
             assert found["status"] == "OK", found
             assert found["result"][0]["im_name"] == "p7" and found["result"][0]["score"] > 0.99
+            # The admin API says so too (and only to the application's own account).
+            status = httpx.get(f"{server.url}/admin/v1/apps/{app['app_id']}/projection",
+                               headers=admin_headers(server.url))
+            assert status.status_code == 200, status.text
+            body = status.json()
+            assert body["auto"] is True and body["model"] == raw_model
+            assert fitted.endswith(body["projection"]["digest"])
+            assert (body["projection"]["dim"], body["projection"]["items"]) == (N - 1, N)
+            missing = httpx.get(f"{server.url}/admin/v1/apps/app_0000000000000000/projection",
+                                headers=admin_headers(server.url))
+            assert missing.status_code == 404
+            assert missing.headers["content-type"].startswith("application/problem+json")
         finally:
             stop_server(server)
     shown = json.loads(cli(data, model_cache, "show", "--app", app["app_id"]).stdout)

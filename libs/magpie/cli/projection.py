@@ -95,18 +95,15 @@ async def _fit(db, app_id: str, views: int, dims: int, sample: int, seed: int) -
 
 
 async def _show(db, app_id: str) -> dict:  # noqa: ANN001
-    from magpie.embedding.app_projection import load_projection, projection_key
+    from magpie.embedding.app_projection import projection_key, projection_status
     from magpie.embedding.auto_projection import off_key
 
     async with _app_model(db, app_id) as (_, base, deps):
-        found = await load_projection(deps.objects, app_id, base)
-        auto_off = await deps.objects.exists(off_key(app_id))
-    return {"app_id": app_id, "model": f"{base.name}@{base.version}",
-            # Whether the server may fit (or refit) it on its own (MAGPIE_AUTO_PROJECTION).
-            "auto": not auto_off,
-            "projection": None if found is None else {
-                "digest": found.digest, "kind": found.kind, "dim": found.dim,
-                "items": found.items or None, "key": projection_key(app_id, base)}}
+        shown = await projection_status(deps.objects, app_id, base,
+                                        await deps.objects.exists(off_key(app_id)))
+    if shown["projection"] is not None:
+        shown["projection"]["key"] = projection_key(app_id, base)
+    return shown
 
 
 async def _drop(db, app_id: str) -> dict:  # noqa: ANN001

@@ -77,6 +77,25 @@ class AppOut(BaseModel):
     created_at: datetime
 
 
+class ProjectionOut(BaseModel):
+    """A stored catalog projection (learned whitening) of an application."""
+
+    digest: str = Field(description="Names the projection in item model ids (`+lw-<digest>`)")
+    kind: str
+    dim: int = Field(description="Dimensions of the projected vectors the index holds")
+    items: int | None = Field(None, description="Catalog size it was fitted for, when recorded")
+
+
+class AppProjectionOut(BaseModel):
+    """Whether an application's searches go through a catalog projection."""
+
+    app_id: str
+    model: str = Field(description="The image type's model (name@version) under the projection")
+    auto: bool = Field(description="Whether the server may fit or refit it on its own "
+                                   "(false after `magpie projection drop`)")
+    projection: ProjectionOut | None = None
+
+
 class AppCreated(AppOut):
     """A new application with its first key set (the secret is shown only here)."""
 
