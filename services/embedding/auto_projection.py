@@ -5,8 +5,8 @@ index in one process). Every `interval` it looks at each application: once its c
 `min_items` indexed items and has been at rest for one interval (the same count twice), it
 fits a learned whitening on a sample of the stored catalog (views embedded on a low-priority
 thread, the catalog's raw vectors read from the index or the vector cache, not embedded
-again), then moves the index over with `RebuildableIndex.rebuild`: writes wait a moment,
-searches go on against the raw vectors until one swap. It refits when the catalog has grown
+again), then moves the index over with `RebuildableIndex.rebuild`: searches and writes go on
+against the raw vectors, writes wait only for the catch-up just before the one swap. It refits when the catalog has grown
 to `grow` times the size of the last fit. Just before the swap the projection is stored and
 handed to the process's `Models`, so every vector made from then on is projected; a vector
 made by the raw model a moment before is projected on its way into the index
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from magpie.common.controlplane.schema_provider import AppSchema, SchemaProvider
-from magpie.common.pipeline import BULK_WORK
 from magpie.common.errors import MagpieError, NotFound
+from magpie.common.pipeline import BULK_WORK
 from magpie.common.ports import IndexPoint, ObjectStore
 from magpie.embedding.app_projection import (
     SAMPLE, load_projection, projected, save_projection, stored_digest,
