@@ -124,7 +124,7 @@ async def record_chunk(deps: IngestDeps, feed: Feed, rows: list[CsvRow]) -> None
     for k in ("rows", "valid", "invalid", "duplicates"):
         counts.setdefault(k, 0)
     counts["rows"] += len(rows)
-    done, trans_id, app_id = feed.rows_read, feed.trans_id, feed.app_id
+    done, trans_id = feed.rows_read, feed.trans_id
     async with deps.store.db() as s, s.begin():
         names = {n for r, _, _ in checked if (n := usable_name(r.values))}
         taken = {n: (seq, state) for n, seq, state in (await s.execute(
