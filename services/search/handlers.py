@@ -74,8 +74,7 @@ async def on_item_embedded(event: ItemEmbedded, deps: IndexDeps) -> None:
         else:
             assert event.vector is not None
             event = await _reprojected(event, schema, deps) or event
-            await _upsert(event, schema, deps)
-            payload = payload_of(event, schema)
+            payload = await _upsert(event, schema, deps)
             color = item_color_vector(event.colors)
             if color is None:  # no colour extracted: the item is not found by colour
                 await deps.index.delete(colors, [event.im_name])
@@ -89,11 +88,13 @@ async def on_item_embedded(event: ItemEmbedded, deps: IndexDeps) -> None:
     await report_success(deps.bus, event, "search", event.warnings)
 
 
-async def _upsert(event: ItemEmbedded, schema: AppSchema, deps: IndexDeps) -> None:
+async def _upsert(event: ItemEmbedded, schema: AppSchema, deps: IndexDeps) -> dict[str, Any]:
+    """Index the item; its payload."""
     assert event.vector is not None
     await deps.ensure(schema, len(event.vector))
-    await deps.index.upsert(event.app_id, [IndexPoint(event.im_name, event.vector,
-                                                      payload_of(event, schema))])
+    payload = payload_of(event, schema)
+    await deps.index.upsert(event.app_id, [IndexPoint(event.im_name, event.vector, payload)])
+    return payload
 
 
 async def _reprojected(event: ItemEmbedded, schema: AppSchema,
