@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -25,20 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the test fixtures live under the repo root
     sys.path.insert(0, str(ROOT))
 
-from bench.ingest import cpu_seconds  # noqa: E402
+from bench.ingest import cpu_seconds, latency  # noqa: E402
 from tests.fixtures.catalog import encode, scene, serve_files  # noqa: E402
 from tests.fixtures.server import new_application, start_server, stop_server, wait_transaction  # noqa: E402
 
 DONE = re.compile(r"auto projection: \S+ now searches through a projection fitted on (\d+) "
                   r"items \((\d+)-d, (\d+) points moved, ([\d.]+) s\)")
-
-
-def _ms(samples: list[float]) -> str:
-    if not samples:
-        return "n/a"
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return f"p50 {1000 * statistics.median(ordered):6.1f} ms  p99 {1000 * p99:6.1f} ms  (n={len(ordered)})"
 
 
 def main() -> None:
@@ -83,8 +74,8 @@ def main() -> None:
     items, dim, moved, seconds = found.groups()
     print(f"fit on {items} items -> {dim}-d, {moved} points moved: {float(seconds):.1f} s (server log)")
     print(f"server CPU from the end of the ingest to the swap: {cpu:.1f} s")
-    print(f"find-similar at rest:      {_ms(at_rest)}")
-    print(f"find-similar during the fit: {_ms(during)}")
+    print(f"find-similar at rest:      {latency(at_rest)}")
+    print(f"find-similar during the fit: {latency(during)}")
 
 
 if __name__ == "__main__":

@@ -391,6 +391,15 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def latency(seconds: list[float], digits: int = 1) -> str:
+    """p50 and p99 of latencies in seconds, in ms, with the sample count."""
+    if not seconds:
+        return "n/a"
+    ms = [1000 * s for s in seconds]
+    return (f"p50 {percentile(ms, 50):6.{digits}f} ms  p99 {percentile(ms, 99):6.{digits}f} ms"
+            f"  (n={len(ms)})")
+
+
 # --- profiling ------------------------------------------------------------------------------
 
 

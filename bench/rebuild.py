@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
@@ -30,14 +29,7 @@ if str(ROOT) not in sys.path:  # run as a script: the catalog generator is bench
     sys.path.insert(0, str(ROOT))
 
 from bench.index import APP, FIELDS, _points  # noqa: E402
-
-
-def _ms(samples: list[float]) -> str:
-    if not samples:
-        return "n/a"
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return f"p50 {1000 * statistics.median(ordered):6.2f} ms  p99 {1000 * p99:6.2f} ms  (n={len(ordered)})"
+from bench.ingest import latency  # noqa: E402
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -102,8 +94,8 @@ async def main(args: argparse.Namespace) -> None:
         await index.stop()
     print(f"rebuild of {args.n} points {args.dim}-d -> {args.to}-d: {seconds:.1f} s "
           f"({moved / seconds:,.0f} points/s), {count} points after")
-    print(f"search before:  {_ms(before)}")
-    print(f"search during:  {_ms(during)}")
+    print(f"search before:  {latency(before, 2)}")
+    print(f"search during:  {latency(during, 2)}")
     print(f"writes during:  longest {1000 * max(waits, default=0):.1f} ms over {len(waits)} writes")
     print(f"first query on the new generation (plain search): {1000 * first:.1f} ms")
 

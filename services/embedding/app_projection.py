@@ -38,6 +38,11 @@ def projection_key(app_id: str, model: ModelHandle) -> str:
     return f"{app_id}/projection/{model.name}@{model.version}.npz"
 
 
+def off_key(app_id: str) -> str:
+    """The marker that keeps automatic fitting (`auto_projection`) off for one application."""
+    return f"{app_id}/projection/auto-off"
+
+
 def digest_key(app_id: str, model: ModelHandle) -> str:
     """The stored projection's digest beside it: processes look it up instead of re-reading
     the projection (10 MB at 2,408 x 1,024) every time they check for a new one."""
@@ -88,7 +93,7 @@ def projected(model: ModelHandle, projection: Projection) -> ModelHandle:
         return projection.apply(np.asarray(await model.embed(image), dtype=np.float32))
 
     return ModelHandle(model.name, f"{model.version}+lw-{projection.digest}", embed,
-                       raw=model, project=projection.apply)
+                       raw=model, projection=projection)
 
 
 async def catalog_images(app_id: str, deps: ReindexDeps, sample: int = SAMPLE) -> list[Image]:
@@ -122,11 +127,11 @@ async def fit_app_projection(app_id: str, deps: ReindexDeps,
     return projection
 
 
-async def projection_status(objects: ObjectStore, app_id: str, model: ModelHandle,
-                            auto_off: bool) -> dict:
+async def projection_status(objects: ObjectStore, app_id: str, model: ModelHandle) -> dict:
     """What the admin API and the CLI show of an application's projection for `model`."""
     found = await load_projection(objects, app_id, model)
-    return {"app_id": app_id, "model": f"{model.name}@{model.version}", "auto": not auto_off,
+    auto = not await objects.exists(off_key(app_id))
+    return {"app_id": app_id, "model": f"{model.name}@{model.version}", "auto": auto,
             "projection": None if found is None else {
                 "digest": found.digest, "kind": found.kind, "dim": found.dim,
                 "items": found.items or None}}

@@ -36,7 +36,7 @@ from magpie.common.errors import MagpieError, NotFound
 from magpie.common.pipeline import BULK_WORK
 from magpie.common.ports import IndexPoint, ObjectStore
 from magpie.embedding.app_projection import (
-    SAMPLE, load_projection, projected, save_projection, stored_digest,
+    SAMPLE, load_projection, off_key, projected, save_projection, stored_digest,
 )
 from magpie.embedding.handlers import ModelHandle, _open
 from magpie.embedding.projection import (
@@ -48,11 +48,6 @@ from magpie.search.handlers import SYSTEM_KEY
 log = logging.getLogger(__name__)
 
 FIT_MAX_SIDE = 320  # views are 64-320 px: larger catalog images only cost memory in a fit
-
-
-def off_key(app_id: str) -> str:
-    """The marker that keeps automatic fitting off for one application."""
-    return f"{app_id}/projection/auto-off"
 
 
 @dataclass

@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-import numpy as np
-
 from magpie.common.events.ingest import ImageReady
 from magpie.common.pipeline import ingest_pool
 from magpie.common.ports import Bus, ObjectStore
 from magpie.common.service_runtime import Service
 from magpie.common.settings import Settings
 from magpie.embedding.handlers import EmbedDeps, ModelHandle, on_image_ready
+from magpie.embedding.projection import Projection
 
 GROUP = "embedding"
 PROJECTION_TTL_S = 30.0  # how stale a process's view of an application's projection may be
@@ -79,7 +78,7 @@ class Models:
         # again only when its digest changed.
         if hit is None or now - hit[0] > PROJECTION_TTL_S:
             digest = await stored_digest(self.objects, app_id, base)
-            if hit is not None and digest == _digest_of(hit[1]):
+            if hit is not None and digest == (hit[1].projection and hit[1].projection.digest):
                 handle = hit[1]
             else:
                 projection = None if digest is None else await load_projection(self.objects, app_id, base)
@@ -87,12 +86,13 @@ class Models:
             hit = self._projected[key] = (now, handle)
         return hit[1]
 
-    def set_projection(self, app_id: str, base: ModelHandle, projection: object | None) -> None:
+    def set_projection(self, app_id: str, base: ModelHandle,
+                       projection: Projection | None) -> None:
         """Serve `app_id` through `projection` (None: the raw model) from now on, in this
         process; other processes see the stored one within PROJECTION_TTL_S."""
         from magpie.embedding.app_projection import projected
 
-        handle = base if projection is None else projected(base, projection)  # type: ignore[arg-type]
+        handle = base if projection is None else projected(base, projection)
         self._projected[(app_id, base.name, base.version)] = (time.monotonic(), handle)
 
     async def reprojected(self, app_id: str, image_type: str, model: str, version: str,
@@ -102,20 +102,14 @@ class Models:
         happened (another model, no projection)."""
         handle = await self.for_app(app_id, image_type)
         raw = handle.raw
-        if raw is None or handle.project is None or (raw.name, raw.version) != (model, version):
+        if raw is None or handle.projection is None or (raw.name, raw.version) != (model, version):
             return None
-        projected = handle.project(np.asarray(vector, dtype=np.float32))
-        return handle.version, np.asarray(projected, dtype=np.float32).tolist()
+        return handle.version, handle.projection.apply(vector).tolist()
 
     async def close(self) -> None:
         """Finish queued embeddings and stop the batchers."""
         for batcher in self._batchers:
             await batcher.close()
-
-
-def _digest_of(handle: ModelHandle) -> str | None:
-    """The digest of the projection a handle applies (its version ends `+lw-<digest>`)."""
-    return handle.version.rpartition("+lw-")[2] if handle.raw is not None else None
 
 
 def subscribe(bus: Bus, deps: EmbedDeps) -> None:

@@ -17,6 +17,7 @@ from magpie.common.pipeline import (
     report_failure,
 )
 from magpie.common.ports import Bus, ObjectStore
+from magpie.embedding.projection import Projection
 
 
 @dataclass
@@ -29,7 +30,7 @@ class ModelHandle:
     # A projected handle (`app_projection.projected`): the model under it and the projection,
     # so an image's cached raw vector is projected instead of embedded again.
     raw: ModelHandle | None = None
-    project: Callable[[np.ndarray], np.ndarray] | None = None
+    projection: Projection | None = None
 
 
 @dataclass
@@ -68,14 +69,14 @@ async def cached_vector(objects: ObjectStore, app_id: str, model: ModelHandle,
                              dtype=np.float32)
     except NotFound:
         pass
-    if model.raw is None or model.project is None:
+    if model.raw is None or model.projection is None:
         return None
     try:
         raw = np.frombuffer(await objects.get(vector_key(app_id, model.raw, content_hash)),
                             dtype=np.float32)
     except NotFound:
         return None
-    vector = np.asarray(model.project(raw), dtype=np.float32)
+    vector = model.projection.apply(raw)
     await objects.put(vector_key(app_id, model, content_hash), vector.tobytes())
     return vector
 
@@ -125,12 +126,12 @@ async def _vector(event: ImageReady, model: ModelHandle, deps: EmbedDeps) -> np.
     if image is None:
         data = await deps.objects.get(event.image_key)
         image = await asyncio.get_running_loop().run_in_executor(deps.executor, _open, data)
-    if model.raw is not None and model.project is not None:
+    if model.raw is not None and model.projection is not None:
         # The raw vector is kept too: a refit or `magpie projection drop` then moves this item
         # without running the model again.
         raw = np.asarray(await model.raw.embed(image), dtype=np.float32)
         await deps.objects.put(vector_key(event.app_id, model.raw, event.content_hash), raw.tobytes())
-        vector = np.asarray(model.project(raw), dtype=np.float32)
+        vector = model.projection.apply(raw)
     else:
         vector = np.asarray(await model.embed(image), dtype=np.float32)
     await deps.objects.put(key, vector.tobytes())

@@ -38,6 +38,16 @@ def insert(url, auth, images, names):  # noqa: ANN001, ANN201
     return wait_transaction(url, auth, httpx.post(f"{url}/insert", data=form, auth=auth).json()["trans_id"])
 
 
+def load_catalog(url, images, name):  # noqa: ANN001, ANN201
+    """A new application with the N pictures inserted; (app, auth, the model of item p7)."""
+    app = new_application(url, name)
+    auth = (app["access_key"], app["secret_key"])
+    for start in range(0, N, 100):
+        done = insert(url, auth, images, [f"p{i}" for i in range(start, start + 100)])
+        assert done["success_count"] == 100, done
+    return app, auth, model_of(url, auth, "p7")
+
+
 def model_of(url, auth, name):  # noqa: ANN001, ANN201
     return httpx.get(f"{url}/v1/items/{name}", auth=auth).json()["result"][0]["model"]
 
@@ -48,12 +58,7 @@ def test_projection_fit_serve_and_drop(tmp_path, model_cache):
     with serve_files(pictures) as images:
         server = start_server(data, pipeline_env(model_cache), timeout=120)
         try:
-            app = new_application(server.url, "Projection")
-            auth = (app["access_key"], app["secret_key"])
-            for start in range(0, N, 100):
-                done = insert(server.url, auth, images, [f"p{i}" for i in range(start, start + 100)])
-                assert done["success_count"] == 100, done
-            raw_model = model_of(server.url, auth, "p7")
+            app, auth, raw_model = load_catalog(server.url, images, "Projection")
         finally:
             stop_server(server)
 
@@ -116,12 +121,7 @@ def test_the_server_fits_a_catalog_at_rest_on_its_own(tmp_path, model_cache):
     with serve_files(pictures) as images:
         server = start_server(data, env, timeout=120)
         try:
-            app = new_application(server.url, "Auto")
-            auth = (app["access_key"], app["secret_key"])
-            for start in range(0, N, 100):
-                done = insert(server.url, auth, images, [f"p{i}" for i in range(start, start + 100)])
-                assert done["success_count"] == 100, done
-            raw_model = model_of(server.url, auth, "p7")
+            app, auth, raw_model = load_catalog(server.url, images, "Auto")
             answers, deadline = [], time.monotonic() + 240
             while "+lw-" not in model_of(server.url, auth, "p7"):
                 assert time.monotonic() < deadline, "no projection was fitted"

@@ -175,8 +175,8 @@ async def test_a_raw_vector_made_just_before_the_swap_is_projected_on_its_way_in
     point = await shop.point(3)
     served = await shop.models.for_app(shop.app_id, "general")
     assert point.payload["brand"] == "late" and point.payload[SYSTEM_KEY]["model"] == f"a@{served.version}"
-    assert served.project is not None
-    np.testing.assert_allclose(point.vector, served.project(raw), atol=1e-4)
+    assert served.projection is not None
+    np.testing.assert_allclose(point.vector, served.projection.apply(raw), atol=1e-4)
 
 
 async def test_a_grown_catalog_is_refitted_from_cached_raw_vectors(shop: Shop) -> None:

@@ -123,6 +123,7 @@ class RebuildableIndex(Protocol):
         before_swap: Callable[[], Awaitable[None]] | None = None,
     ) -> int:
         """Replace every point by what `convert` makes of it (vectors of `dim` dimensions),
-        pages of points with their vectors in, points out; writes wait meanwhile, queries
-        read the old points until one swap, made right after `before_swap`; on any error
-        (theirs too) nothing changes. Points moved."""
+        pages of points with their vectors in, points out; queries and writes go on against
+        the old points until one swap, made right after `before_swap` (writes may wait for
+        the catch-up on what they changed meanwhile); on any error (theirs too) nothing
+        changes. Points the index holds after."""

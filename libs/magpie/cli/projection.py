@@ -72,8 +72,7 @@ async def _app_model(db, app_id: str) -> AsyncIterator[tuple[Any, Any, Any]]:  #
 async def _fit(db, app_id: str, views: int, dims: int, sample: int, seed: int) -> dict:  # noqa: ANN001
     from dataclasses import replace
 
-    from magpie.embedding.app_projection import fit_app_projection, projected
-    from magpie.embedding.auto_projection import off_key
+    from magpie.embedding.app_projection import fit_app_projection, off_key, projected
     from magpie.embedding.projection import ProjectionError
 
     async with _app_model(db, app_id) as (models, base, deps):
@@ -96,19 +95,16 @@ async def _fit(db, app_id: str, views: int, dims: int, sample: int, seed: int) -
 
 async def _show(db, app_id: str) -> dict:  # noqa: ANN001
     from magpie.embedding.app_projection import projection_key, projection_status
-    from magpie.embedding.auto_projection import off_key
 
     async with _app_model(db, app_id) as (_, base, deps):
-        shown = await projection_status(deps.objects, app_id, base,
-                                        await deps.objects.exists(off_key(app_id)))
+        shown = await projection_status(deps.objects, app_id, base)
     if shown["projection"] is not None:
         shown["projection"]["key"] = projection_key(app_id, base)
     return shown
 
 
 async def _drop(db, app_id: str) -> dict:  # noqa: ANN001
-    from magpie.embedding.app_projection import delete_projection
-    from magpie.embedding.auto_projection import off_key
+    from magpie.embedding.app_projection import delete_projection, off_key
 
     async with _app_model(db, app_id) as (_, base, deps):
         existed = await delete_projection(deps.objects, app_id, base)

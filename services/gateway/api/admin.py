@@ -107,13 +107,11 @@ async def show_projection(app_id: str, request: Request, db: Db, m: Viewer) -> A
     server once the catalog has `MAGPIE_AUTO_PROJECTION_MIN_ITEMS` items, or by
     `magpie projection fit`): similarity scores are cosines in its space."""
     from magpie.embedding.app_projection import projection_status
-    from magpie.embedding.auto_projection import off_key
 
     app = await apps.show_app(db, m.account_id, app_id)  # 404 unless it is the account's
     c = get_container(request)
     base = await c.models.for_type(app.image_type)
-    return AppProjectionOut(**await projection_status(
-        c.objects, app_id, base, await c.objects.exists(off_key(app_id))))
+    return AppProjectionOut(**await projection_status(c.objects, app_id, base))
 
 
 @router.patch("/apps/{app_id}", response_model=AppOut, tags=["apps"])

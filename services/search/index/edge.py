@@ -38,7 +38,9 @@ from magpie.search.index import (
 )
 from magpie.search.index.edge_app import AppShard, close_app, optimize_shard, reading
 from magpie.search.index.edge_rebuild import Convert, rebuild_shard
-from magpie.search.index.edge_files import _apply, _create, _index_ops, _open, _qe, _write_meta
+from magpie.search.index.edge_files import (
+    _apply, _create, _index_ops, _open, _point_structs, _qe, _write_meta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +111,7 @@ class EdgeIndex:
 
         def ops(_shard: Any) -> list[Any]:
             # The dimension read under the write lock: a rebuild may have changed it meanwhile.
-            dim = app.meta["dim"]
-            structs = [qe.Point(point_id(app_id, p.im_name), check_vector(p.vector, dim, app_id),
-                                {**p.payload, IM_NAME: p.im_name}) for p in points]
+            structs = _point_structs(qe, app_id, points, app.meta["dim"])
             return [qe.UpdateOperation.upsert_points(structs[i:i + UPSERT_CHUNK])
                     for i in range(0, len(structs), UPSERT_CHUNK)]
 
@@ -274,9 +274,10 @@ class EdgeIndex:
                       page: int = REBUILD_PAGE,
                       before_swap: Callable[[], Awaitable[None]] | None = None) -> int:
         """Replace the application's points by `convert`ed ones of `dim` dimensions (a new
-        projection, a new model): writes wait meanwhile, queries go on against the old
-        vectors until the new generation is swapped in, right after `before_swap`; on any
-        error (theirs too) nothing changes. Returns the points moved."""
+        projection, a new model): queries and writes go on against the old vectors, writes
+        wait only for the catch-up on what they changed meanwhile, then the new generation
+        is swapped in, right after `before_swap`; on any error (theirs too) nothing changes.
+        Returns the points the new generation holds (see `edge_rebuild`)."""
         app = await self._get(app_id)
         if app is None:
             raise NotFound(f"No index for application {app_id}.")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from magpie.search.index import IM_NAME, check_vector, point_id
+
 META, SHARD_PREFIX = "meta.json", "shard-"
 
 
@@ -58,6 +60,13 @@ def _payload_indexes(shard: Any) -> dict[str, str]:
     """The shard's payload indexes: field name -> kind ("keyword", "integer", ...)."""
     return {name: str(i.data_type).rsplit(".", 1)[-1].lower()
             for name, i in shard.info().payload_schema.items()}
+
+
+def _point_structs(qe: Any, app_id: str, points: Any, dim: int) -> list[Any]:
+    """Engine points of `points` (IndexPoints): the id from `im_name`, kept in the payload;
+    vectors checked against the shard's dimension."""
+    return [qe.Point(point_id(app_id, p.im_name), check_vector(p.vector, dim, app_id),
+                     {**p.payload, IM_NAME: p.im_name}) for p in points]
 
 
 def _write_meta(path: Path, meta: dict[str, Any]) -> None:

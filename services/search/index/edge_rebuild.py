@@ -16,10 +16,11 @@ from typing import Any
 
 from magpie.common.errors import NotFound
 from magpie.common.ports.index import IndexPoint
-from magpie.search.index import IM_NAME, check_vector, point_id
+from magpie.search.index import IM_NAME, point_id
 from magpie.search.index.edge_app import AppShard
 from magpie.search.index.edge_files import (
-    SHARD_PREFIX, _apply, _create_shard, _discard, _index_ops, _payload_indexes, _qe, _retire,
+    SHARD_PREFIX, _apply, _create_shard, _discard, _index_ops, _payload_indexes, _point_structs,
+    _qe, _retire,
 )
 
 Convert = Callable[[list[IndexPoint]], Awaitable[list[IndexPoint]]]
@@ -71,12 +72,12 @@ async def rebuild_shard(app: AppShard, app_id: str, dim: int, convert: Convert,
 async def _refill(app: AppShard, app_id: str, new: Any, dim: int, convert: Convert,
                   page: int) -> None:
     qe, offset = _qe(), None
-    await _match_indexes(app, new)  # first: points are indexed as they go in
+    await _match_indexes(app, app_id, new)  # first: points are indexed as they go in
     while True:
         request = qe.ScrollRequest(offset=offset, limit=page, with_payload=True, with_vector=True)
         async with app.reading() as shard:
             if shard is None or app.closing:
-                raise NotFound(f"The index of {app_id} was closed or dropped during a rebuild.")
+                raise _gone(app_id)
             records, after = shard.scroll(request)
         await _move(app_id, new, dim, convert, records)
         if after is None:
@@ -94,33 +95,36 @@ async def _catch_up(app: AppShard, app_id: str, new: Any, dim: int, convert: Con
         ids = {point_id(app_id, n): n for n in names[i:i + page]}
         async with app.reading() as shard:
             if shard is None:
-                raise NotFound(f"The index of {app_id} was closed or dropped during a rebuild.")
+                raise _gone(app_id)
             records = shard.retrieve(list(ids), with_payload=True, with_vector=True)
         await _move(app_id, new, dim, convert, records)
-        gone = [pid for pid, name in ids.items()
-                if name not in {r.payload[IM_NAME] for r in records}]
+        there = {r.payload[IM_NAME] for r in records}
+        gone = [pid for pid, name in ids.items() if name not in there]
         if gone:
             await asyncio.to_thread(_apply, new, lambda _s: [_qe().UpdateOperation.delete_points(gone)], False)
     replay, app.replay = app.replay, []
     if replay:
         await asyncio.to_thread(_apply, new, lambda _s: replay, False)
-    await _match_indexes(app, new)  # a schema change meanwhile
+    await _match_indexes(app, app_id, new)  # a schema change meanwhile
 
 
 async def _move(app_id: str, new: Any, dim: int, convert: Convert, records: list[Any]) -> None:
     qe = _qe()
     points = await convert([IndexPoint(r.payload[IM_NAME], list(r.vector), dict(r.payload))
                             for r in records])
-    structs = [qe.Point(point_id(app_id, p.im_name), check_vector(p.vector, dim, app_id),
-                        {**p.payload, IM_NAME: p.im_name}) for p in points]
+    structs = _point_structs(qe, app_id, points, dim)
     if structs:
         await asyncio.to_thread(_apply, new, lambda _s: [qe.UpdateOperation.upsert_points(structs)],
                                 False)
 
 
-async def _match_indexes(app: AppShard, new: Any) -> None:
+async def _match_indexes(app: AppShard, app_id: str, new: Any) -> None:
     async with app.reading() as shard:
         if shard is None:
-            raise NotFound("The index was closed or dropped during a rebuild.")
+            raise _gone(app_id)
         wanted = _payload_indexes(shard)
     await asyncio.to_thread(_apply, new, lambda s: _index_ops(_qe(), s, wanted), False)
+
+
+def _gone(app_id: str) -> NotFound:
+    return NotFound(f"The index of {app_id} was closed or dropped during a rebuild.")
